@@ -1,0 +1,43 @@
+"""`laser`: one command line for training, generation, grading, scoring, evaluation and the demo.
+
+Each subcommand lives in its own module of this package with `add_parser(subparsers)` and
+`run(args) -> None`. Bad input raises `LaserInputError`; it is printed as one line and the
+process exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from laser_rl.errors import LaserInputError
+
+COMMANDS = ["train", "generate", "grade", "score", "eval", "calibrate", "demo"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="laser", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    modules = {}
+    for name in COMMANDS:
+        try:
+            modules[name] = importlib.import_module(f"laser_rl.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"laser_rl.cli.{name}":
+                raise
+            continue
+        modules[name].add_parser(subparsers)
+    if argv and argv[0] == "train":  # TRL's parser owns every flag of `laser train`
+        args = argparse.Namespace(command="train", train_argv=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    try:
+        modules[args.command].run(args)
+    except LaserInputError as error:
+        print(f"laser {args.command}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"laser {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        sys.exit(130)

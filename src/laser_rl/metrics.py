@@ -1,0 +1,67 @@
+"""How well self-reward scores separate correct from wrong solutions (pure torch).
+
+A solution counts as correct when its verifier reward is > 0.5, and as "judged correct" when
+its score is > `threshold` (0.5 in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties count 1/2.
+
+    Computed from average ranks (Mann-Whitney U), O(N log N).
+
+    Args:
+        scores: (N,) any real scores.
+        labels: (N,) bool, True for positives.
+
+    Returns:
+        The AUROC, or NaN when one class is absent.
+    """
+    scores, labels = scores.double().flatten(), labels.bool().flatten()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    values, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
+    first_rank = torch.cumsum(counts, 0) - counts + 1  # 1-based rank of each distinct value's first copy
+    average_rank = first_rank.double() + (counts.double() - 1) / 2
+    rank_sum = average_rank[inverse][labels].sum().item()
+    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def self_verification_metrics(
+    scores: torch.Tensor, verifier_rewards: torch.Tensor, threshold: float = 0.5
+) -> dict[str, float]:
+    """The paper's self-verification metrics on a batch of solutions.
+
+    Args:
+        scores: (N,) self-reward scores r_s.
+        verifier_rewards: (N,) r_v in [0, 1]; > 0.5 counts as correct.
+        threshold: scores above it mean "judged correct".
+
+    Returns:
+        acc_correct: share of correct solutions judged correct (NaN if none);
+        acc_wrong: share of wrong solutions judged wrong (NaN if none);
+        f1: harmonic mean of the two (the paper's F1; NaN if either is NaN);
+        auroc: see `auroc`.
+    """
+    correct = verifier_rewards > 0.5
+    judged_correct = scores > threshold
+
+    def share(selected: torch.Tensor, of: torch.Tensor) -> float:
+        return selected[of].float().mean().item() if bool(of.any()) else math.nan
+
+    acc_correct = share(judged_correct, correct)
+    acc_wrong = share(~judged_correct, ~correct)
+    if math.isnan(acc_correct) or math.isnan(acc_wrong):
+        f1 = math.nan
+    elif acc_correct + acc_wrong == 0:
+        f1 = 0.0
+    else:
+        f1 = 2 * acc_correct * acc_wrong / (acc_correct + acc_wrong)
+    return {"acc_correct": acc_correct, "acc_wrong": acc_wrong, "f1": f1, "auroc": auroc(scores, correct)}
