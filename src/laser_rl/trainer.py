@@ -1,0 +1,259 @@
+"""`LaserGRPOTrainer`: TRL's GRPOTrainer plus LaSeR's last-token self-reward.
+
+What changes against GRPO, and where:
+- `_get_per_token_logps_and_entropies`: every forward also reads log pi(z_c | x, y, EOS) from the
+  backbone's hidden state at each completion's EOS, through the LM head, untempered. It is the
+  same forward that gives the policy-gradient log-probs: the score costs one LM-head row per
+  completion, not a second pass.
+- `_generate_and_score_completions`: keeps the verifier rewards (TRL only returns advantages),
+  computes the class-balance weights over the whole generation batch of every process, and in
+  the last phase mixes self-rewarding advantages into the GRPO advantages.
+- `_compute_loss`: adds alpha * class-balanced MSE(r_s, r_v) to the GRPO loss and logs the
+  self-verification metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+from accelerate.utils import gather
+from transformers import PreTrainedModel
+from trl import GRPOTrainer
+from trl.models.utils import prepare_deepspeed, prepare_fsdp
+from trl.trainer.utils import use_adapter
+
+from laser_rl.config import LaserConfig
+from laser_rl.core import (
+    LaserPhase,
+    class_balance_weights,
+    laser_phase,
+    reward_token_logps,
+    reward_token_positions,
+    self_reward_mse,
+    self_reward_scores,
+    self_rewarding_advantages,
+)
+from laser_rl.metrics import self_verification_metrics
+from laser_rl.tokens import resolve_reward_token
+
+# Keys of a generation batch that `_get_per_token_logps_and_entropies` takes for multimodal models.
+_FORWARD_KEYS = (
+    "pixel_values",
+    "image_grid_thw",
+    "num_images",
+    "pixel_attention_mask",
+    "spatial_shapes",
+    "num_tiles",
+    "image_sizes",
+    "token_type_ids",
+    "mm_token_type_ids",
+    "image_position_ids",
+)
+
+
+class LaserGRPOTrainer(GRPOTrainer):
+    """GRPO with LaSeR's self-reward loss and self-rewarding advantages.
+
+    Takes the arguments of `trl.GRPOTrainer`; `args` is a [`LaserConfig`]. The reward functions
+    give the verifier reward r_v (their weighted sum, in [0, 1]), e.g. `laser_rl.math_reward`.
+    """
+
+    _tag_names = ["trl", "grpo", "laser"]
+    _name = "LaSeR"
+
+    def __init__(self, model: str | PreTrainedModel, reward_funcs, args: LaserConfig | None = None, **kwargs):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = LaserConfig(f"{name.split('/')[-1]}-LaSeR")
+        if not isinstance(args, LaserConfig):
+            raise TypeError(f"args must be a LaserConfig, got {type(args).__name__}")
+        # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
+        needs_reference = args.c_ref is None and args.beta == 0.0 and not _is_peft(model, kwargs)
+        reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
+        if needs_reference:
+            self.ref_model = self._prepare_reference(reference)
+        self._reward_token_logps: list[torch.Tensor] = []  # one entry per forward, in call order
+        self._rewards_per_func: torch.Tensor | None = None
+
+    # --- the score, from the forward that computes the policy log-probs ---------------------------
+
+    def _get_per_token_logps_and_entropies(
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
+    ):
+        eos_index, finished = reward_token_positions(
+            input_ids[:, -logits_to_keep:], attention_mask[:, -logits_to_keep:], self.eos_token_ids
+        )
+        positions = input_ids.size(1) - logits_to_keep + eos_index
+        causal_lm = _causal_lm(self.accelerator.unwrap_model(model))
+        eos_hidden: list[torch.Tensor] = []
+
+        def keep_eos_hidden_state(module, args, output):
+            hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
+            start = sum(h.size(0) for h in eos_hidden)
+            rows = torch.arange(hidden.size(0), device=hidden.device)
+            eos_hidden.append(hidden[rows, positions[start : start + hidden.size(0)].to(hidden.device)])
+
+        handle = causal_lm.base_model.register_forward_hook(keep_eos_hidden_state)
+        try:
+            result = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
+            )
+        finally:
+            handle.remove()
+        # Untempered: the raw LM head, never divided by the sampling temperature.
+        logits = causal_lm.get_output_embeddings()(torch.cat(eos_hidden))
+        logps = reward_token_logps(logits, self.reward_token_id).masked_fill(~finished, 0.0)
+        self._reward_token_logps.append(logps)
+        return result
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # TRL turns rewards into advantages and drops them; LaSeR needs r_v itself.
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    # --- generation batch: weights, reference scores, advantage mixing -----------------------------
+
+    def _generate_and_score_completions(self, inputs):
+        self._reward_token_logps.clear()
+        output = super()._generate_and_score_completions(inputs)
+        # Forwards TRL ran during rollout, in its order: old policy log-probs, then reference log-probs.
+        rollout_logps = self._reward_token_logps.pop(0) if "old_per_token_logps" in output else None
+        reference_logps = self._reward_token_logps.pop(0) if "ref_per_token_logps" in output else None
+        self._reward_token_logps.clear()
+
+        args: LaserConfig = self.args
+        mode = "train" if self.model.training else "eval"
+        local = len(output["completion_ids"])
+        process_slice = slice(self.accelerator.process_index * local, (self.accelerator.process_index + 1) * local)
+        weights = self.reward_weights.to(self._rewards_per_func.device)
+        verifier_rewards = (self._rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)  # every process's batch
+        _, finished = reward_token_positions(output["completion_ids"], output["completion_mask"], self.eos_token_ids)
+        all_finished = gather(finished)
+        if args.self_reward_class_balance:
+            mse_weights = class_balance_weights(verifier_rewards, all_finished)
+        else:
+            mse_weights = all_finished.float()
+        # Pre-divided by N, the finished count of the whole generation batch, so shards add up.
+        mse_weights = mse_weights / all_finished.sum().clamp(min=1)
+        output["verifier_rewards"] = verifier_rewards[process_slice]
+        output["self_reward_weights"] = mse_weights[process_slice]
+
+        if args.c_ref is None:
+            if reference_logps is None:
+                reference_logps = self._rollout_reward_token_logps(output, reference=True)
+            output["reference_reward_token_logps"] = reference_logps
+
+        phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
+        self._metrics[mode]["laser/phase"].append(float(phase))
+        if phase == LaserPhase.SELF_REWARDING_ADVANTAGES and args.self_rewarding_advantage_coef > 0:
+            if rollout_logps is None:
+                rollout_logps = self._rollout_reward_token_logps(output, reference=False)
+            scores = self._scores(rollout_logps, output)
+            num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+            advantages, mixed = self_rewarding_advantages(
+                gather(output["advantages"]),
+                gather(scores),
+                all_finished,
+                num_generations,
+                args.self_rewarding_std_threshold,
+                args.self_rewarding_advantage_coef,
+            )
+            output["advantages"] = advantages[process_slice]
+            self._metrics[mode]["laser/mixed_groups"].append(mixed.float().mean().item())
+        return output
+
+    @torch.no_grad()
+    def _rollout_reward_token_logps(self, batch: dict, reference: bool) -> torch.Tensor:
+        """log pi(z_c | x, y, EOS) of the rollout, under the policy or the reference model."""
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+        model, context = self.model, nullcontext()
+        if reference and self.ref_model is not None:
+            model = self.ref_model
+        elif reference:  # PEFT: the base model is the reference
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            context = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+        batch_size = self.args.per_device_train_batch_size if self.model.training else None
+        with context:
+            self._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                batch["completion_ids"].size(1),
+                batch_size=batch_size or self.args.per_device_eval_batch_size,
+                **{key: batch[key] for key in _FORWARD_KEYS if key in batch},
+            )
+        return self._reward_token_logps.pop()
+
+    def _scores(self, logps: torch.Tensor, batch: dict) -> torch.Tensor:
+        """r_s (B,) from log pi(z_c) (B,), against c_ref or the reference model's log-probs."""
+        reference = batch["reference_reward_token_logps"] if self.args.c_ref is None else self.args.c_ref
+        return self_reward_scores(logps, reference, self.args.self_reward_beta)
+
+    # --- loss ----------------------------------------------------------------------------------------
+
+    def _compute_loss(self, model, inputs):
+        self._reward_token_logps.clear()
+        loss = super()._compute_loss(model, inputs)
+        scores = self._scores(self._reward_token_logps.pop(), inputs)
+        args: LaserConfig = self.args
+        mode = "train" if self.model.training else "eval"
+        phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
+        weights, verifier_rewards = inputs["self_reward_weights"], inputs["verifier_rewards"]
+        if phase >= LaserPhase.SELF_REWARD and args.self_reward_loss_coef > 0:
+            # Each process holds a shard of each micro-batch of the generation batch; DDP averages the
+            # processes' gradients and the optimizer step sums the accumulated micro-batches.
+            scale = self.accelerator.num_processes
+            if mode == "train":
+                scale *= args.steps_per_generation / self.current_gradient_accumulation_steps
+            mse = self_reward_mse(scores, verifier_rewards, weights, num_finished=1)
+            loss = loss + args.self_reward_loss_coef * scale * mse
+        self._log_self_verification(mode, scores.detach(), inputs)
+        return loss
+
+    def _log_self_verification(self, mode: str, scores: torch.Tensor, inputs: dict) -> None:
+        """Self-verification metrics of this micro-batch, gathered over processes, into TRL's logs."""
+        weights, verifier_rewards = inputs["self_reward_weights"], inputs["verifier_rewards"]
+        _, finished = reward_token_positions(inputs["completion_ids"], inputs["completion_mask"], self.eos_token_ids)
+        scores, verifier_rewards, weights, finished = (
+            gather(x) for x in (scores, verifier_rewards.float(), weights, finished)
+        )
+        squared_error = weights * (scores - verifier_rewards) ** 2
+        if weights.sum() > 0:
+            self._metrics[mode]["laser/self_reward_mse"].append((squared_error.sum() / weights.sum()).item())
+        scores, verifier_rewards = scores[finished], verifier_rewards[finished]
+        correct = verifier_rewards > 0.5
+        values = {
+            "score_correct_mean": scores[correct].mean().item() if correct.any() else float("nan"),
+            "score_wrong_mean": scores[~correct].mean().item() if (~correct).any() else float("nan"),
+            **self_verification_metrics(scores, verifier_rewards),
+        }
+        for name, value in values.items():
+            if value == value:  # NaN where a class is absent: leave it out of the logged average
+                self._metrics[mode][f"laser/{name}"].append(value)
+
+    def _prepare_reference(self, reference: PreTrainedModel | None) -> torch.nn.Module:
+        """A frozen copy of the initial policy for exact mode, placed like TRL places its ref model."""
+        if reference is None:  # the policy was given by name: load it again
+            reference = type(self.accelerator.unwrap_model(self.model)).from_pretrained(
+                self.model.config._name_or_path, **(self.args.model_init_kwargs or {})
+            )
+        reference.requires_grad_(False).eval()
+        if self.is_deepspeed_enabled:
+            return prepare_deepspeed(reference, self.accelerator)
+        if self.is_fsdp_enabled:
+            return prepare_fsdp(reference, self.accelerator)
+        return self.accelerator.prepare_model(reference, evaluation_mode=True)
+
+
+def _is_peft(model, kwargs: dict) -> bool:
+    return kwargs.get("peft_config") is not None or hasattr(model, "peft_config")
+
+
+def _causal_lm(model: torch.nn.Module) -> PreTrainedModel:
+    """The causal LM under PEFT and distributed wrappers (its `.base_model` is the backbone)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
