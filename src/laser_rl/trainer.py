@@ -22,7 +22,7 @@ from accelerate.utils import gather
 from transformers import PreTrainedModel
 from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
-from trl.trainer.utils import use_adapter
+from trl.trainer.utils import add_fused_lm_head, use_adapter
 
 from laser_rl.config import LaserConfig
 from laser_rl.core import (
@@ -243,6 +243,7 @@ class LaserGRPOTrainer(GRPOTrainer):
                 self.model.config._name_or_path, **(self.args.model_init_kwargs or {})
             )
         reference.requires_grad_(False).eval()
+        add_fused_lm_head(reference, temperature=self.temperature, cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32)
         if self.is_deepspeed_enabled:
             return prepare_deepspeed(reference, self.accelerator)
         if self.is_fsdp_enabled:

@@ -1,0 +1,244 @@
+import copy
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOConfig, GRPOTrainer
+
+import laser_rl.trainer as trainer_module
+from laser_rl.config import LaserConfig
+from laser_rl.core import place_reward_token, reward_token_positions, self_reward_scores
+from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.errors import LaserInputError
+from laser_rl.trainer import LaserGRPOTrainer
+
+C_REF, BETA_V = -5.0, 0.1
+NUM_GENERATIONS = 4
+
+
+def even_length_reward(completions, **kwargs):
+    """A verifier stand-in that splits completions into both classes deterministically."""
+    return [float(len(c) % 2 == 0) for c in completions]
+
+
+def dataset() -> Dataset:
+    pairs = [(a, b) for a in range(4) for b in range(4)]
+    return Dataset.from_dict({"prompt": [f"Q: {a}+{b}=" for a, b in pairs], "answer": [str(a + b) for a, b in pairs]})
+
+
+def common_args(tmp_path) -> dict:
+    return dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        bf16=False,
+        per_device_train_batch_size=8,
+        num_generations=NUM_GENERATIONS,
+        max_completion_length=3,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        learning_rate=1e-3,
+        seed=0,
+    )
+
+
+def laser_trainer(model, tokenizer, tmp_path, **overrides) -> LaserGRPOTrainer:
+    fields = dict(
+        common_args(tmp_path),
+        reward_token=REWARD_TOKEN,
+        c_ref=C_REF,
+        self_reward_beta=BETA_V,
+        reasoning_warmup_steps=0,
+        self_reward_warmup_steps=100,
+    )
+    fields.update(overrides)
+    return LaserGRPOTrainer(
+        model=model,
+        reward_funcs=even_length_reward,
+        args=LaserConfig(**fields),
+        train_dataset=dataset(),
+        processing_class=tokenizer,
+    )
+
+
+def generation_batch(trainer) -> dict:
+    examples = [dict(row) for row in dataset().select(range(2))]
+    torch.manual_seed(0)
+    return trainer._generate_and_score_completions([ex for ex in examples for _ in range(NUM_GENERATIONS)])
+
+
+def plain_reward_token_logps(model, batch, reward_token_id, eos_token_ids, pad_token_id):
+    """log pi(z_c | x, y, EOS) with z_c really written after the EOS, from a plain untempered forward."""
+    completion_ids, completion_mask, finished = place_reward_token(
+        batch["completion_ids"], batch["completion_mask"], reward_token_id, eos_token_ids, pad_token_id
+    )
+    input_ids = torch.cat([batch["prompt_ids"], completion_ids], dim=1)
+    attention_mask = torch.cat([batch["prompt_mask"], completion_mask], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    eos_index, _ = reward_token_positions(batch["completion_ids"], batch["completion_mask"], eos_token_ids)
+    slot = batch["prompt_ids"].size(1) + eos_index + 1  # where z_c sits
+    logps = logits.log_softmax(-1)[torch.arange(len(slot)), slot - 1]  # predicted one position earlier
+    assert (input_ids[torch.arange(len(slot)), slot][finished] == reward_token_id).all()
+    return logps.gather(1, input_ids[torch.arange(len(slot)), slot].unsqueeze(1)).squeeze(1), finished
+
+
+def spy_scores(trainer) -> list:
+    captured = []
+    original = trainer._scores
+
+    def spy(logps, batch):
+        captured.append(logps.detach().clone())
+        return original(logps, batch)
+
+    trainer._scores = spy
+    return captured
+
+
+def test_score_is_read_in_the_policy_forward_untempered_with_the_token_inserted(
+    short_answer_model, tokenizer, tmp_path
+):
+    reference_model = copy.deepcopy(short_answer_model)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, temperature=0.7)
+    batch = generation_batch(trainer)
+    captured = spy_scores(trainer)
+    forwards = []
+    hook = trainer.model.model.register_forward_hook(lambda *args: forwards.append(1))
+    trainer._compute_loss(trainer.model, batch)
+    hook.remove()
+    assert len(forwards) == 1  # one forward gives the policy log-probs and the score
+
+    expected, finished = plain_reward_token_logps(
+        reference_model, batch, trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id
+    )
+    assert finished.any()
+    torch.testing.assert_close(captured[0][finished], expected[finished], atol=1e-5, rtol=0)
+
+
+def test_alpha_and_tau_zero_reproduce_grpo_loss_and_gradients(short_answer_model, tokenizer, tmp_path):
+    grpo_model = copy.deepcopy(short_answer_model)
+    laser = laser_trainer(
+        short_answer_model,
+        tokenizer,
+        tmp_path,
+        self_reward_loss_coef=0.0,
+        self_rewarding_advantage_coef=0.0,
+        self_reward_warmup_steps=0,  # every phase on, with zero weights
+    )
+    grpo = GRPOTrainer(
+        model=grpo_model,
+        reward_funcs=even_length_reward,
+        args=GRPOConfig(**common_args(tmp_path)),
+        train_dataset=dataset(),
+        processing_class=tokenizer,
+    )
+    batch = generation_batch(laser)
+    grpo_batch = {k: v for k, v in batch.items() if k not in ("verifier_rewards", "self_reward_weights")}
+
+    def loss_and_grads(trainer, model, inputs):
+        model.zero_grad()
+        loss = trainer._compute_loss(model, inputs)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    laser_loss, laser_grads = loss_and_grads(laser, laser.model, batch)
+    grpo_loss, grpo_grads = loss_and_grads(grpo, grpo.model, grpo_batch)
+    torch.testing.assert_close(laser_loss, grpo_loss)
+    for laser_grad, grpo_grad in zip(laser_grads, grpo_grads, strict=True):
+        torch.testing.assert_close(laser_grad, grpo_grad)
+
+    # With alpha > 0 the same batch must give another loss: the comparison above can fail.
+    laser.args.self_reward_loss_coef = 0.1
+    assert not torch.isclose(laser._compute_loss(laser.model, batch), grpo_loss)
+
+
+def test_training_on_a_fixed_batch_lowers_the_self_reward_mse(short_answer_model, tokenizer, tmp_path):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_loss_coef=1.0)
+    batch = generation_batch(trainer)
+    captured = spy_scores(trainer)
+    optimizer = torch.optim.Adam(trainer.model.parameters(), lr=3e-3)
+
+    def mse() -> float:
+        scores = self_reward_scores(captured[-1], C_REF, BETA_V)
+        w = batch["self_reward_weights"]
+        return (w * (scores - batch["verifier_rewards"]) ** 2).sum().item() / w.sum().item()
+
+    history = []
+    for _ in range(15):
+        loss = trainer._compute_loss(trainer.model, batch)
+        history.append(mse())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert history[-1] < 0.5 * history[0]
+
+
+def test_self_rewarding_advantages_use_the_policy_score_of_the_rollout(
+    short_answer_model, tokenizer, tmp_path, monkeypatch
+):
+    reference_model = copy.deepcopy(short_answer_model)
+    trainer = laser_trainer(
+        short_answer_model,
+        tokenizer,
+        tmp_path,
+        self_reward_warmup_steps=0,
+        self_rewarding_advantage_coef=0.5,
+        self_rewarding_std_threshold=0.0,
+        c_ref=-12.0,  # puts this model's scores inside [0, 1], where they can spread
+    )
+    calls = []
+    original = trainer_module.self_rewarding_advantages
+
+    def spy(verifier_advantages, scores, *args):
+        calls.append((verifier_advantages.clone(), scores.clone()))
+        return original(verifier_advantages, scores, *args)
+
+    monkeypatch.setattr(trainer_module, "self_rewarding_advantages", spy)
+    batch = generation_batch(trainer)
+    assert len(calls) == 1
+    verifier_advantages, scores = calls[0]
+    logps, finished = plain_reward_token_logps(
+        reference_model, batch, trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id
+    )
+    expected_scores = self_reward_scores(logps, -12.0, BETA_V)
+    torch.testing.assert_close(scores[finished], expected_scores[finished], atol=1e-5, rtol=0)
+    expected, _ = original(verifier_advantages, scores, finished, NUM_GENERATIONS, 0.0, 0.5)
+    torch.testing.assert_close(batch["advantages"], expected)
+    assert not torch.allclose(batch["advantages"], verifier_advantages)
+
+
+def test_exact_mode_reads_a_frozen_reference_model(short_answer_model, tokenizer, tmp_path):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref=None)
+    assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
+    assert not any(p.requires_grad for p in trainer.ref_model.parameters())
+    batch = generation_batch(trainer)
+    captured = spy_scores(trainer)
+    trainer._compute_loss(trainer.model, batch)
+    _, finished = reward_token_positions(batch["completion_ids"], batch["completion_mask"], trainer.eos_token_ids)
+    # Before any update the policy is the reference: every score is exactly 0.
+    torch.testing.assert_close(captured[0][finished], batch["reference_reward_token_logps"][finished])
+
+
+def test_phases_follow_the_global_step_across_a_resume(short_answer_model, tokenizer, tmp_path):
+    resumed_model = copy.deepcopy(short_answer_model)
+    schedule = dict(reasoning_warmup_steps=1, self_reward_warmup_steps=2, max_steps=4, save_strategy="steps")
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, save_steps=2, **schedule)
+    trainer.train()
+    phases = [log["laser/phase"] for log in trainer.state.log_history if "laser/phase" in log]
+    assert phases == [0.0, 1.0, 1.0, 2.0]
+    assert any("laser/self_reward_mse" in log for log in trainer.state.log_history)
+
+    resumed = laser_trainer(resumed_model, tokenizer, tmp_path, save_steps=2, **schedule)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    resumed_phases = [log["laser/phase"] for log in resumed.state.log_history if "laser/phase" in log]
+    assert resumed_phases[-2:] == [1.0, 2.0]
+    assert resumed.state.global_step == 4
+
+
+def test_reward_token_must_be_one_unused_token(short_answer_model, tokenizer, tmp_path):
+    with pytest.raises(LaserInputError, match="not a single token"):
+        laser_trainer(short_answer_model, tokenizer, tmp_path, reward_token="<|nope|>")
+    with pytest.raises(LaserInputError, match="EOS or pad"):
+        laser_trainer(short_answer_model, tokenizer, tmp_path, reward_token=str(tokenizer.eos_token_id))
+    with pytest.raises(ValueError, match="c_ref"):
+        LaserConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, c_ref=1.0)
