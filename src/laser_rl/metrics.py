@@ -65,3 +65,50 @@ def self_verification_metrics(
     else:
         f1 = 2 * acc_correct * acc_wrong / (acc_correct + acc_wrong)
     return {"acc_correct": acc_correct, "acc_wrong": acc_wrong, "f1": f1, "auroc": auroc(scores, correct)}
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct: 1 - C(n-c, k) / C(n, k).
+
+    Evaluated as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which stays stable where the binomials overflow.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:  # every k-subset holds a correct sample
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+def expected_calibration_error(
+    scores: torch.Tensor, labels: torch.Tensor, num_bins: int = 10
+) -> tuple[float, dict[str, list]]:
+    """ECE of scores read as probabilities of being correct, with equal-width bins on [0, 1].
+
+    Scores are clipped to [0, 1]; bin b holds scores in [b/num_bins, (b+1)/num_bins), the last bin
+    also holds 1. ECE = sum_b count_b / N * |accuracy_b - confidence_b|.
+
+    Args:
+        scores: (N,) self-reward scores.
+        labels: (N,) bool, True for correct solutions.
+        num_bins: number of bins.
+
+    Returns:
+        The ECE (NaN when N = 0), and the reliability-diagram data, lists over bins:
+        bin_edges (num_bins + 1), confidence (mean clipped score), accuracy (share correct),
+        count (solutions in the bin); confidence and accuracy are NaN for empty bins.
+    """
+    confidence = scores.double().flatten().clamp(0.0, 1.0)
+    correct = labels.bool().flatten().double()
+    bins = (confidence * num_bins).floor().long().clamp(max=num_bins - 1)
+    count = torch.bincount(bins, minlength=num_bins).double()
+    mean_confidence = torch.bincount(bins, weights=confidence, minlength=num_bins) / count
+    accuracy = torch.bincount(bins, weights=correct, minlength=num_bins) / count
+    gaps = (count * (accuracy - mean_confidence).abs()).nansum()  # empty bins are 0/0 = NaN
+    ece = gaps.item() / len(confidence) if len(confidence) else math.nan
+    reliability = {
+        "bin_edges": torch.linspace(0.0, 1.0, num_bins + 1, dtype=torch.float64).tolist(),
+        "confidence": mean_confidence.tolist(),
+        "accuracy": accuracy.tolist(),
+        "count": count.long().tolist(),
+    }
+    return ece, reliability
