@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import yaml
+
+from laser_rl.cli import main
+from laser_rl.demo.model import REWARD_TOKEN
+
+
+@pytest.fixture
+def model_dir(short_answer_model, tokenizer, tmp_path):
+    path = tmp_path / "model"
+    short_answer_model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def recipe(tmp_path, model_dir, data, **overrides) -> str:
+    fields = {
+        "model_name_or_path": str(model_dir),
+        "dataset": str(data),
+        "prompt_template": "Q: {problem}=",
+        "output_dir": str(tmp_path / "run"),
+        "use_cpu": True,
+        "bf16": False,
+        "per_device_train_batch_size": 4,
+        "num_generations": 4,
+        "max_completion_length": 4,
+        "max_steps": 2,
+        "save_steps": 1,
+        "report_to": "none",
+        "logging_steps": 1,
+        "reward_token": REWARD_TOKEN,
+        "c_ref": -5.0,
+        "reasoning_warmup_steps": 0,
+        "self_reward_warmup_steps": 1,
+    }
+    fields.update(overrides)
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(fields))
+    return str(path)
+
+
+def run_failing(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    return lines[-1]
+
+
+def test_train_from_a_yaml_recipe_with_a_flag_override(model_dir, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": f"{a}+{a}", "answer": str(2 * a)} for a in range(8)])
+    main(["train", "--config", recipe(tmp_path, model_dir, data), "--max_steps", "1"])
+    run = tmp_path / "run"
+    assert (run / "model.safetensors").is_file() and (run / "checkpoint-1").is_dir()
+    state = json.loads((run / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and "laser/phase" in state["log_history"][0]
+
+
+@pytest.mark.parametrize(
+    ("rows", "overrides", "message"),
+    [
+        ([{"question": "1+1", "answer": "2"}], {}, "no column 'problem'"),
+        ([], {}, "no problems"),
+        ([{"problem": "1+1", "answer": "2"}], {"not_a_field": 1}, "not_a_field"),
+        ([{"problem": "1+1", "answer": "2"}], {"c_ref": 3.0}, "c_ref"),
+        ([{"problem": f"1+1{REWARD_TOKEN}", "answer": "2"}], {}, "uses the reward token"),
+        ([{"problem": "1+1", "answer": "2"}], {"reward_token": "<|nope|>"}, "not a single token"),
+    ],
+)
+def test_bad_training_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, rows, overrides, message):
+    data = write_jsonl(tmp_path / "train.jsonl", rows)
+    line = run_failing(["train", "--config", recipe(tmp_path, model_dir, data, **overrides)], capsys)
+    assert line.startswith("laser train: error:") and message in line
+
+
+def test_missing_data_file_is_named(model_dir, tmp_path, capsys):
+    line = run_failing(["train", "--config", recipe(tmp_path, model_dir, tmp_path / "absent.jsonl")], capsys)
+    assert "absent.jsonl: no such file" in line
