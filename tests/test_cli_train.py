@@ -83,3 +83,25 @@ def test_bad_training_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, 
 def test_missing_data_file_is_named(model_dir, tmp_path, capsys):
     line = run_failing(["train", "--config", recipe(tmp_path, model_dir, tmp_path / "absent.jsonl")], capsys)
     assert "absent.jsonl: no such file" in line
+
+
+@pytest.mark.parametrize("name", ["qwen2.5-7b-deepmath.yaml", "octothinker-3b-deepmath.yaml"])
+def test_shipped_recipes_parse_with_the_paper_settings(name):
+    from pathlib import Path
+
+    from trl import ModelConfig, TrlParser
+
+    from laser_rl.config import LaserConfig
+    from laser_rl.data import DataArguments
+
+    recipe_path = Path(__file__).resolve().parents[1] / "recipes" / name
+    parser = TrlParser((DataArguments, LaserConfig, ModelConfig))
+    # The GPU-only switches are turned off so that the recipe parses on a CPU machine.
+    data_args, config, _ = parser.parse_args_and_config(
+        ["--config", str(recipe_path), "--use_cpu", "true", "--bf16", "false", "--use_vllm", "false"]
+    )
+    assert (config.self_reward_loss_coef, config.self_reward_beta) == (0.1, 0.1)
+    assert (config.self_rewarding_advantage_coef, config.self_rewarding_std_threshold) == (0.1, 0.1)
+    assert (config.reasoning_warmup_steps, config.self_reward_warmup_steps) == (200, 200)
+    assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
+    assert data_args.prompt_template.format(problem="P").endswith("within \\boxed{}.")
