@@ -1,0 +1,297 @@
+"""`laser demo`: LaSeR end to end on the embedded task, on a CPU, in minutes.
+
+Stages, each written to its own place under the output directory and skipped when already done
+(so an interrupted demo resumes where it stopped):
+1. warm start: a tiny Qwen2 SFT-trained on worked additions (`start/`);
+2. calibration: c_ref = mean log pi(z_c | x, y, EOS) of the start model's own solutions;
+3. LaSeR training (`laser/`) and plain GRPO from the same start, seed and budget (`grpo/`);
+4. evaluation of the three models on the same test problems, K samples each (`eval/*.jsonl`);
+5. the report: report.md, report.json and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import GRPOConfig, GRPOTrainer
+
+from laser_rl.config import LaserConfig
+from laser_rl.demo.judge import length_format_judge
+from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.demo.task import max_solution_length, sample_problems, to_dataset, verify
+from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
+from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
+from laser_rl.demo.warmstart import WarmStartSettings, warm_start
+from laser_rl.generation import generate_with_scores
+from laser_rl.grading import extract_last_boxed
+from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
+from laser_rl.report import evaluate_records, write_report
+from laser_rl.trainer import LaserGRPOTrainer
+
+BETA_V = 0.1
+MODELS = ("start", "grpo", "laser")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The budget of one demo run."""
+
+    warm_start: WarmStartSettings
+    rl_steps: int
+    reasoning_warmup_steps: int
+    self_reward_warmup_steps: int
+    prompts_per_step: int
+    num_generations: int
+    learning_rate: float
+    calibration_problems: int
+    eval_problems: int
+    eval_samples: int
+    seed: int = 0
+
+
+FULL = DemoSettings(
+    warm_start=DEFAULT_WARM_START,
+    rl_steps=120,
+    reasoning_warmup_steps=20,
+    self_reward_warmup_steps=40,
+    prompts_per_step=8,
+    num_generations=8,
+    learning_rate=2e-4,
+    calibration_problems=64,
+    eval_problems=200,
+    eval_samples=16,
+)
+QUICK = DemoSettings(
+    warm_start=QUICK_WARM_START,
+    rl_steps=16,
+    reasoning_warmup_steps=2,
+    self_reward_warmup_steps=6,
+    prompts_per_step=8,
+    num_generations=8,
+    learning_rate=2e-4,
+    calibration_problems=32,
+    eval_problems=48,
+    eval_samples=8,
+)
+
+
+def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) every stage; returns the report's numbers."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = replace(settings, warm_start=replace(settings.warm_start, seed=settings.seed))
+    _check_settings(out_dir, settings)
+    max_new_tokens = max_solution_length() + 8
+
+    start_dir = out_dir / "start"
+    if not _done(start_dir):
+        begin = time.time()
+        warm_start(start_dir, settings.warm_start)
+        _mark_done(start_dir, {"seconds": time.time() - begin})
+    log(f"[1/5] warm start: {start_dir} ({_stage_seconds(start_dir):.0f} s)")
+
+    c_ref = _calibrate(start_dir, settings, max_new_tokens)
+    log(f"[2/5] calibration: c_ref = {c_ref['mean']:.2f} +- {c_ref['std']:.2f} over {c_ref['n']} solutions")
+
+    for name in ("laser", "grpo"):
+        model_dir = out_dir / name
+        if not _done(model_dir):
+            begin = time.time()
+            _train(name, start_dir, model_dir, settings, c_ref["mean"], max_new_tokens)
+            _mark_done(model_dir, {"seconds": time.time() - begin})
+        log(f"[3/5] {name} training: {model_dir} ({_stage_seconds(model_dir):.0f} s)")
+
+    test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
+    results = {}
+    for name in MODELS:
+        records = _evaluate(out_dir / name, out_dir / "eval" / f"{name}.jsonl", test_problems, settings, c_ref["mean"])
+        results[name] = evaluate_records(records, equivalent=_same_string, seed=settings.seed)
+        results[name]["trivial_judge"] = length_format_judge(records)
+        write_report(results[name], out_dir / "eval" / name, title=f"laser demo: {name} model")
+        accuracy, f1 = results[name]["accuracy"], results[name]["self_verification"]["all"]["f1"]
+        log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {_fmt(f1)}")
+
+    summary = {"settings": asdict(settings), "c_ref": c_ref, "models": results}
+    write_demo_report(out_dir, summary)
+    log(f"[5/5] report: {out_dir / 'report.md'}")
+    return summary
+
+
+def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float, max_new_tokens: int):
+    """LaSeR or plain GRPO from the start model: same data, seed, budget and sampling."""
+    problems = sample_problems(settings.rl_steps * settings.prompts_per_step, "train", seed=settings.seed + 2)
+    common = dict(
+        output_dir=str(model_dir),
+        use_cpu=True,
+        bf16=False,
+        seed=settings.seed,
+        max_steps=settings.rl_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant",
+        per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
+        num_generations=settings.num_generations,
+        max_completion_length=max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to="none",
+        logging_steps=max(1, settings.rl_steps // 20),
+    )
+    model = AutoModelForCausalLM.from_pretrained(start_dir)
+    tokenizer = AutoTokenizer.from_pretrained(start_dir)
+    arguments = dict(
+        model=model, reward_funcs=_task_reward, train_dataset=to_dataset(problems), processing_class=tokenizer
+    )
+    if name == "laser":
+        args = LaserConfig(
+            **common,
+            reward_token=REWARD_TOKEN,
+            c_ref=c_ref,
+            self_reward_beta=BETA_V,
+            reasoning_warmup_steps=settings.reasoning_warmup_steps,
+            self_reward_warmup_steps=settings.self_reward_warmup_steps,
+        )
+        trainer = LaserGRPOTrainer(args=args, **arguments)
+    else:
+        trainer = GRPOTrainer(args=GRPOConfig(**common), **arguments)
+    trainer.train()
+    trainer.save_model(model_dir)
+    (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+
+
+def _task_reward(completions: list[str], answer: list[str], **kwargs) -> list[float]:
+    """The task's exact verifier as a TRL reward function."""
+    return [verify(completion, gold) for completion, gold in zip(completions, answer, strict=True)]
+
+
+def _calibrate(start_dir: Path, settings: DemoSettings, max_new_tokens: int) -> dict:
+    """c_ref from the start model's own solutions to training problems (cached in start/)."""
+    path = start_dir / "c_ref.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    problems = sample_problems(settings.calibration_problems, "train", seed=settings.seed + 3)
+    model, tokenizer, reward_token_id = _load(start_dir)
+    samples = generate_with_scores(
+        model, tokenizer, [p.prompt for p in problems], 4, reward_token_id,
+        max_new_tokens=max_new_tokens, seed=settings.seed, batch_size=64,
+    )  # fmt: skip
+    logps = torch.tensor([s.reward_token_logp for group in samples for s in group if s.finished])
+    c_ref = {"mean": logps.mean().item(), "std": logps.std().item(), "n": len(logps)}
+    path.write_text(json.dumps(c_ref))
+    return c_ref
+
+
+def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_ref: float) -> list[dict]:
+    """K samples per test problem with in-pass scores, graded; cached as JSONL in the authors' format."""
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    model, tokenizer, reward_token_id = _load(model_dir)
+    samples = generate_with_scores(
+        model, tokenizer, [p.prompt for p in problems], settings.eval_samples, reward_token_id,
+        max_new_tokens=max_solution_length() + 8, seed=settings.seed + 4, batch_size=128,
+    )  # fmt: skip
+    records = []
+    for problem, group in zip(problems, samples, strict=True):
+        records.append(
+            {
+                "problem": problem.text,
+                "answer": problem.answer,
+                "responses": [s.text for s in group],
+                "finished": [s.finished for s in group],
+                "pred_answers": [extract_last_boxed(s.text) for s in group],
+                "acc_list": [verify(s.text, problem.answer) for s in group],
+                "reward_token_logps": [s.reward_token_logp for s in group],
+                "self_rewarding_scores": [
+                    None if s.reward_token_logp is None else BETA_V * (s.reward_token_logp - c_ref) for s in group
+                ],
+            }
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(path, records)
+    return records
+
+
+def _load(model_dir: Path):
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return model, tokenizer, tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+
+
+def _same_string(pairs: list[tuple[str, str]]) -> list[bool]:
+    """Answers of the task are integers: equal strings are equal answers."""
+    return [a == b for a, b in pairs]
+
+
+def write_demo_report(out_dir: Path, summary: dict) -> None:
+    """report.json with every number and report.md with the paper-style tables."""
+    write_text_atomically(out_dir / "report.json", json.dumps(summary, indent=2))
+    models = summary["models"]
+    lines = [
+        "# laser demo",
+        "",
+        f"c_ref = {summary['c_ref']['mean']:.2f} +- {summary['c_ref']['std']:.2f} "
+        f"(start model, {summary['c_ref']['n']} solutions)",
+        "",
+        "## Reasoning and self-verification",
+        "",
+        "| model | accuracy | pass@K | self-verif. F1 | AUROC | acc. on correct | acc. on wrong | ECE |"
+        " trivial judge F1 | trivial judge AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in MODELS:
+        result = models[name]
+        verification = result["self_verification"]["all"]
+        pass_at_k = result["pass_at_k"][max(result["pass_at_k"], key=int)]
+        judge = result["trivial_judge"]
+        cells = [result["accuracy"], pass_at_k, verification["f1"], verification["auroc"]]
+        cells += [verification["acc_correct"], verification["acc_wrong"], verification["ece"]]
+        cells += [judge["f1"], judge["auroc"]]
+        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += [
+        "",
+        "## Inference-time scaling (accuracy at N samples)",
+        "",
+        "| model | N | majority | self-reward weighted | best-of-N | pass@N |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in MODELS:
+        scaling = models[name]["scaling"]
+        for i, n in enumerate(scaling["n"]):
+            cells = [scaling[key][i] for key in ("majority", "weighted_majority", "best_of_n", "pass_at_n")]
+            lines.append(f"| {name} | {n} | " + " | ".join(_fmt(c) for c in cells) + " |")
+    lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
+    write_text_atomically(out_dir / "report.md", "\n".join(lines))
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _done(directory: Path) -> bool:
+    return (directory / "stage_done.json").is_file()
+
+
+def _mark_done(directory: Path, info: dict) -> None:
+    (directory / "stage_done.json").write_text(json.dumps(info))
+
+
+def _stage_seconds(directory: Path) -> float:
+    return json.loads((directory / "stage_done.json").read_text())["seconds"]
+
+
+def _check_settings(out_dir: Path, settings: DemoSettings) -> None:
+    """Refuse to resume into a directory made with other settings."""
+    from laser_rl.errors import LaserInputError
+
+    path = out_dir / "settings.json"
+    current = json.dumps(asdict(settings), sort_keys=True)
+    if path.is_file() and path.read_text() != current:
+        raise LaserInputError(f"{out_dir}: made by a demo with other settings; use another --out or delete it")
+    path.write_text(current)
+
