@@ -1,0 +1,144 @@
+"""`laser calibrate`: measure c_ref, or rank candidate reward tokens.
+
+c_ref is the mean of log pi_ref(z_c | x, y, EOS) over solutions of the reference model (the model
+before LaSeR training); the paper measured it on 300 pairs. The solutions are the records'
+`responses` where they have them, else --n samples of the model per problem; scores are read by
+one forward over each solution, for one token or for every candidate at once. --save stores the
+token and its c_ref in the model directory's laser_config.json, where `laser generate` and
+`laser score` find them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from laser_rl.cli.generate import (
+    REWARD_TOKEN_HELP,
+    add_prompt_arguments,
+    add_sampling_arguments,
+    positive_float,
+    positive_int,
+    prompts_for,
+)
+from laser_rl.errors import LaserInputError
+from laser_rl.generation import eos_token_ids, generate_with_scores, load_model, load_tokenizer
+from laser_rl.jsonl import check_responses, load_records
+from laser_rl.scoring import (
+    TokenStats,
+    candidate_reward_tokens,
+    choose_reward_token,
+    eos_logprobs,
+    solution_ids,
+    suggest_reward_tokens,
+    token_stats,
+    write_laser_config,
+)
+from laser_rl.tokens import check_reward_token_unused
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "calibrate", help="measure c_ref, or rank candidate reward tokens", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--model", required=True, help="the reference model: directory or Hub id")
+    parser.add_argument("--data", required=True, help="JSONL file with problem (and maybe responses), or a dataset")
+    parser.add_argument("--split", default="test", help="dataset split, for --data that is not a file (test)")
+    parser.add_argument("--limit", type=positive_int, help="only the first LIMIT problems")
+    parser.add_argument("--n", type=positive_int, default=1, help="samples per problem without responses (1)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--token", dest="reward_token", metavar="TOKEN", help=REWARD_TOKEN_HELP)
+    which.add_argument("--suggest", action="store_true", help="rank the unused special tokens instead")
+    parser.add_argument("--beta-v", type=positive_float, default=0.1, help="to check that Z(x, y) is about 1 (0.1)")
+    parser.add_argument("--save", action="store_true", help="store the (best) token and c_ref in laser_config.json")
+    add_prompt_arguments(parser)
+    add_sampling_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> None:
+    records = load_records(args.data, {"problem": str}, _check_responses_if_any, split=args.split, limit=args.limit)
+    tokenizer = load_tokenizer(args.model)
+    prompts = prompts_for(args, tokenizer, [record["problem"] for record in records])
+    if args.suggest:
+        # Sampling keeps one unused token out, as it keeps z_c out; any of the candidates does.
+        keep_out = next(iter(candidate_reward_tokens(tokenizer, prompts).values()))
+    else:
+        token, keep_out = choose_reward_token(tokenizer, args.reward_token, args.model)
+        check_reward_token_unused(tokenizer, keep_out, prompts, args.data)
+    model = load_model(args.model)
+    sequences, responses = _solutions(args, model, tokenizer, records, prompts, keep_out)
+    if args.suggest:
+        ranking = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *responses], args.batch_size)
+        _print_ranking(ranking)
+        best = ranking[0]
+    else:
+        best = token_stats(
+            token, keep_out, eos_logprobs(model, tokenizer, sequences, [keep_out], args.batch_size)[:, 0]
+        )
+    print(
+        f"{best.token} (id {best.token_id}): c_ref = {best.mean:.4f}, std {best.std:.4f} over {best.count} solutions"
+    )
+    bound = best.upper + 1 / args.beta_v
+    if bound > -5:  # Z(x, y) - 1 ~ pi_ref(z_c) e^(1/beta_v) must be small: e^-13 in the paper, e^-5 at most
+        print(f"warning: exp(c_ref + 2 std + 1/beta_v) = {math.exp(bound):.3g} is not << 1, so Z(x, y) ~ 1 fails")
+    if args.save:
+        print(f"wrote {write_laser_config(args.model, best)}")
+
+
+def _check_responses_if_any(record: dict) -> str | None:
+    return check_responses(record) if "responses" in record else None
+
+
+def _solutions(
+    args: argparse.Namespace,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    records: Sequence[dict],
+    prompts: Sequence[str],
+    keep_out: int,
+) -> tuple[list[list[int]], list[str]]:
+    """prompt + solution + EOS ids of every finished solution, and the solutions' texts: the
+    records' responses where they have them, else --n samples per problem."""
+    eos = eos_token_ids(model, tokenizer)[0]
+    sequences, responses = [], []
+    for record, prompt in zip(records, prompts, strict=True):
+        finished = record.get("finished") or [True] * len(record.get("responses", []))
+        for response, done in zip(record.get("responses", []), finished, strict=True):
+            if done:
+                sequences.append(solution_ids(tokenizer, prompt, response, eos))
+                responses.append(response)
+    to_sample = [prompt for record, prompt in zip(records, prompts, strict=True) if "responses" not in record]
+    if to_sample:
+        sampled = generate_with_scores(
+            model,
+            tokenizer,
+            to_sample,
+            n=args.n,
+            reward_token_id=keep_out,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
+        prompt_ids = tokenizer(to_sample, add_special_tokens=False).input_ids
+        for ids, samples in zip(prompt_ids, sampled, strict=True):
+            sequences += [ids + sample.token_ids for sample in samples if sample.finished]
+            responses += [sample.text for sample in samples if sample.finished]
+    if not sequences:
+        raise LaserInputError(f"--data {args.data}: no finished solution to calibrate on; raise --max-new-tokens")
+    return sequences, responses
+
+
+def _print_ranking(ranking: Sequence[TokenStats]) -> None:
+    """The candidates, best first: small and stable log-probs (mean + 2 std) rank first."""
+    width = max(len(stat.token) for stat in ranking)
+    print(f"{'rank':>4}  {'token':<{width}}  {'id':>7}  {'mean':>9}  {'std':>7}  {'mean+2std':>9}")
+    for rank, stat in enumerate(ranking, start=1):
+        numbers = f"{stat.mean:>9.3f}  {stat.std:>7.3f}  {stat.upper:>9.3f}"
+        print(f"{rank:>4}  {stat.token:<{width}}  {stat.token_id:>7}  {numbers}")
+    print(f"use: --reward-token '{ranking[0].token}' (c_ref below)")

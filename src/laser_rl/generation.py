@@ -1,0 +1,333 @@
+"""Sampling solutions and reading their self-reward score in the same generation run.
+
+The score of a finished solution y is log pi(z_c | x, y, EOS): the untempered log-probability of
+the reward token z_c in the distribution predicted at y's EOS. With the HF backend it is read
+inside `model.generate`, at the decoding step right after each row's EOS, whose input token is
+that EOS: at most one extra decoding step per batch and no second prefill. z_c is never sampled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from laser_rl.core import reward_token_logps
+from laser_rl.errors import LaserInputError
+
+DEFAULT_PROMPT_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One sampled solution.
+
+    Attributes:
+        text: the decoded solution, without its EOS and without special tokens.
+        token_ids: the generated ids, the EOS included when finished.
+        finished: True when the solution ended with an EOS within `max_new_tokens`.
+        reward_token_logp: log pi(z_c | x, y, EOS) from the untempered distribution; None when
+            truncated (no EOS, so no last token to score).
+    """
+
+    text: str
+    token_ids: list[int]
+    finished: bool
+    reward_token_logp: float | None
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of model `path` (a directory or a Hub id), padding on the left for generation,
+    with the EOS as pad token when it has none."""
+    looks_local = Path(path).is_absolute() or path.startswith(".") or Path(path).exists()
+    if looks_local and not Path(path).is_dir():
+        raise LaserInputError(f"--model {path}: no such model directory")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise LaserInputError(f"--model {path}: cannot load the tokenizer ({_first_line(error)})") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str) -> PreTrainedModel:
+    """The causal LM at `path`, in its stored dtype, in eval mode, on the GPU if there is one."""
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
+    except (OSError, ValueError) as error:
+        raise LaserInputError(f"--model {path}: cannot load the model ({_first_line(error)})") from None
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The ids that end a solution: the tokenizer's EOS first, then the model's other stop tokens."""
+    configured = model.generation_config.eos_token_id
+    configured = [configured] if isinstance(configured, int) else list(configured or [])
+    ids = [token_id for token_id in dict.fromkeys([tokenizer.eos_token_id, *configured]) if token_id is not None]
+    if not ids:
+        raise LaserInputError("the tokenizer and the model's generation config define no EOS token")
+    return ids
+
+
+def render_prompts(
+    tokenizer: PreTrainedTokenizerBase, problems: Sequence[str], template: str, chat: bool
+) -> list[str]:
+    """The text fed to the model for each problem, special tokens included.
+
+    Args:
+        problems: the problem statements.
+        template: text with a `{problem}` placeholder (other braces, as in `\\boxed{}`, are kept).
+        chat: wrap the filled template in the tokenizer's chat template as a user turn, with the
+            assistant's generation prompt, as the authors' evaluation does.
+    """
+    if "{problem}" not in template:
+        raise LaserInputError("--prompt-template must contain {problem}")
+    texts = [template.replace("{problem}", problem) for problem in problems]
+    if not chat:
+        return texts
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        for text in texts
+    ]
+
+
+class RewardTokenScorer(LogitsProcessor):
+    """Records log pi(z_c | x, y, EOS) for each row during `generate`, and keeps z_c from being sampled.
+
+    Custom processors run before the temperature/top-k/top-p warpers, and `generate_with_scores`
+    lets no other processor run before this one, so it sees the raw logits. The step after a
+    row's first EOS has that EOS as input, so its logits are the distribution at the EOS position.
+    Later EOS inputs of the same row (padding when pad == EOS) are ignored.
+    """
+
+    def __init__(self, reward_token_id: int, eos_token_ids: torch.Tensor) -> None:
+        self.reward_token_id = reward_token_id
+        self.reward_token_index = torch.tensor([reward_token_id], device=eos_token_ids.device)
+        self.eos_token_ids = eos_token_ids
+        self.logps: torch.Tensor | None = None  # (B,) float32, NaN until scored
+        self.scored: torch.Tensor | None = None  # (B,) bool
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """Record the rows whose input is a just-generated EOS; return the scores without z_c.
+
+        Args:
+            input_ids: (B, T) the prompts and the tokens generated so far.
+            scores: (B, V) the raw next-token logits.
+        """
+        if self.logps is None:  # prefill: the last input token is the prompt's, not a generated EOS
+            self.logps = torch.full(scores.shape[:1], math.nan, device=scores.device)
+            self.scored = torch.zeros(scores.shape[:1], dtype=torch.bool, device=scores.device)
+        else:
+            just_ended = torch.isin(input_ids[:, -1], self.eos_token_ids) & ~self.scored
+            if just_ended.any():
+                self.logps = torch.where(just_ended, reward_token_logps(scores, self.reward_token_id), self.logps)
+                self.scored |= just_ended
+        return scores.index_fill(1, self.reward_token_index, -math.inf)
+
+
+class StopAfterScore(StoppingCriteria):
+    """Stops a row once its score is read (one step after its EOS) or once it is truncated.
+
+    It replaces the EOS criterion, which would stop the batch before the last row's score is read.
+    `generate` pads the rows stopped by a criterion that has an `eos_token_id` attribute.
+    """
+
+    def __init__(self, scorer: RewardTokenScorer, prompt_length: int, max_new_tokens: int) -> None:
+        self.scorer = scorer
+        self.eos_token_id = scorer.eos_token_ids
+        self.prompt_length = prompt_length
+        self.max_new_tokens = max_new_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        """(B,) True for the rows to stop, given (B, T) input_ids that end with the newest tokens."""
+        out_of_budget = input_ids.shape[1] - self.prompt_length >= self.max_new_tokens
+        truncated = out_of_budget & ~torch.isin(input_ids[:, -1], self.eos_token_id)
+        return self.scorer.scored | truncated
+
+
+@contextmanager
+def _only_these_settings(model: PreTrainedModel) -> Iterator[None]:
+    """Hide the model's generation_config.json from `generate`, which would merge in its defaults:
+    a processor such as a repetition penalty would run before the reward-token scorer, and its EOS
+    would add the EOS criterion that `StopAfterScore` replaces."""
+    saved = model.generation_config
+    model.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        model.generation_config = saved
+
+
+@torch.no_grad()
+def generate_with_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    n: int,
+    reward_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 1024,
+    seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> list[list[Sample]]:
+    """Sample `n` solutions per prompt and read each finished one's score in the same run.
+
+    Rows are the prompts repeated n times, generated `batch_size` rows at a time with left
+    padding. Sampling is seeded once (torch's global RNG) so a call is reproducible; temperature 0
+    means greedy decoding. Only the settings given here apply: the model's generation_config.json
+    is ignored, but for its EOS ids.
+
+    Args:
+        prompts: rendered prompts (see `render_prompts`), tokenized without adding special tokens.
+        n: solutions per prompt.
+        reward_token_id: id of z_c.
+
+    Returns:
+        For each prompt, its n samples.
+    """
+    eos = eos_token_ids(model, tokenizer)
+    eos_tensor = torch.tensor(eos, device=model.device)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k) if temperature > 0 else {}
+    config = GenerationConfig(
+        **sampling,
+        max_new_tokens=max_new_tokens + 1,  # room for the step that reads the last EOS's score
+        pad_token_id=eos[0] if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
+        eos_token_id=None,  # StopAfterScore stops rows instead
+    )
+    rows = [prompt for prompt in prompts for _ in range(n)]
+    samples: list[Sample] = []
+    torch.manual_seed(seed)
+    for start in tqdm(range(0, len(rows), batch_size), desc="generate", disable=not progress, leave=False):
+        batch = tokenizer(
+            rows[start : start + batch_size],
+            padding=True,
+            padding_side="left",
+            add_special_tokens=False,
+            return_tensors="pt",
+        ).to(model.device)
+        prompt_length = batch["input_ids"].shape[1]
+        scorer = RewardTokenScorer(reward_token_id, eos_tensor)
+        with _only_these_settings(model):
+            output = model.generate(
+                **batch,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([scorer]),
+                stopping_criteria=StoppingCriteriaList([StopAfterScore(scorer, prompt_length, max_new_tokens)]),
+            )
+        samples += _samples(output[:, prompt_length:], scorer, eos_tensor, max_new_tokens, tokenizer)
+    return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def _samples(
+    completions: torch.Tensor,
+    scorer: RewardTokenScorer,
+    eos: torch.Tensor,
+    max_new_tokens: int,
+    tokenizer: PreTrainedTokenizerBase,
+) -> list[Sample]:
+    """Cut each row of (B, L) generated ids after its first EOS, or at `max_new_tokens`."""
+    completions = completions[:, :max_new_tokens]  # drops the extra scoring step's token
+    first_eos = torch.isin(completions, eos).int().argmax(dim=1)
+    lengths = torch.where(scorer.scored, first_eos + 1, completions.shape[1]).tolist()
+    samples = []
+    for ids, length, finished, logp in zip(
+        completions.tolist(), lengths, scorer.scored.tolist(), scorer.logps.tolist(), strict=True
+    ):
+        ids = ids[:length]
+        text = tokenizer.decode(ids[:-1] if finished else ids, skip_special_tokens=True)
+        samples.append(Sample(text, ids, finished, logp if finished else None))
+    return samples
+
+
+def generate_with_scores_vllm(
+    llm,
+    prompts: Sequence[str],
+    n: int,
+    reward_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int = 1024,
+    seed: int = 0,
+) -> list[list[Sample]]:
+    """The vLLM counterpart of `generate_with_scores`, written against vLLM 0.28
+    (`SamplingParams.logprob_token_ids`); the test suite has no GPU and does not run it.
+
+    vLLM cannot read a logit mid-request, so each finished solution gets one more request,
+    prompt + solution (EOS included) with max_tokens=1, asking for z_c's log-prob at that next
+    position; the prefix cache makes it a one-token step. vLLM's default logprobs mode
+    (raw_logprobs) returns untempered log-probs. prompt_logprobs is not used: it turns the prefix
+    cache off. Row k of the prompts is seeded with seed + k.
+
+    Args:
+        llm: a `vllm.LLM` (see `load_vllm`).
+    """
+    from vllm import SamplingParams, TokensPrompt
+
+    tokenizer = llm.get_tokenizer()
+    rows = [tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts for _ in range(n)]
+    sampling = [
+        SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_tokens=max_new_tokens,
+            seed=seed + k,
+            logit_bias={reward_token_id: -100.0},  # vLLM's floor: z_c is never sampled in practice
+        )
+        for k in range(len(rows))
+    ]
+    requests = llm.generate([TokensPrompt(prompt_token_ids=row) for row in rows], sampling)
+    outputs = [request.outputs[0] for request in requests]
+    # "stop" without stop strings: an EOS or a generation-config stop token, kept in token_ids.
+    finished = [output.finish_reason == "stop" for output in outputs]
+    to_score = [
+        TokensPrompt(prompt_token_ids=row + list(output.token_ids))
+        for row, output, done in zip(rows, outputs, finished, strict=True)
+        if done
+    ]
+    scoring = SamplingParams(max_tokens=1, logprobs=0, logprob_token_ids=[reward_token_id])
+    scored = llm.generate(to_score, scoring) if to_score else []
+    logps = iter(request.outputs[0].logprobs[0][reward_token_id].logprob for request in scored)
+    samples = [
+        Sample(output.text, list(output.token_ids), done, next(logps) if done else None)
+        for output, done in zip(outputs, finished, strict=True)
+    ]
+    return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def load_vllm(path: str, seed: int):
+    """A `vllm.LLM` for model `path`; a clear error where vLLM or a GPU is missing."""
+    if importlib.util.find_spec("vllm") is None:
+        raise LaserInputError("--backend vllm: vLLM is not installed (pip install 'laser-rl[vllm]')")
+    if not torch.cuda.is_available():
+        raise LaserInputError("--backend vllm: needs a CUDA GPU and none is visible")
+    from vllm import LLM
+
+    return LLM(model=path, seed=seed, tensor_parallel_size=torch.cuda.device_count())
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
