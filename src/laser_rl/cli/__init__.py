@@ -20,15 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="laser", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
-    for name in COMMANDS:
-        try:
-            modules[name] = importlib.import_module(f"laser_rl.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"laser_rl.cli.{name}":
-                raise
-            continue
-        modules[name].add_parser(subparsers)
+    modules = {name: importlib.import_module(f"laser_rl.cli.{name}") for name in COMMANDS}
+    for module in modules.values():
+        module.add_parser(subparsers)
     if argv and argv[0] == "train":  # TRL's parser owns every flag of `laser train`
         args = argparse.Namespace(command="train", train_argv=argv[1:])
     else:
