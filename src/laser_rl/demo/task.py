@@ -1,0 +1,202 @@
+"""A synthetic verifiable reasoning task: multi-digit addition, worked column by column.
+
+A problem ``4728+395`` is asked as ``"Q: 4728+395=\\nA:\\n"`` and solved one column at a time,
+least significant digit first, each line stating the column sum and the carry it passes on::
+
+    8+5=13 c1
+    2+9+1=12 c1
+    7+3+1=11 c1
+    4+0+1=5 c0
+    \\boxed{5123}
+
+A slip in any line (a wrong digit sum, a dropped carry, a misread column) is visible in the
+text and changes the boxed answer, which is what both the task's exact verifier and the
+project's math-verify reward grade.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from datasets import Dataset
+
+from laser_rl.demo.model import EOS
+
+Split = Literal["train", "test"]
+
+# Operand lengths are drawn uniformly from this range, per operand: the difficulty knob.
+DEFAULT_DIGITS = (2, 4)
+# One problem in TEST_SHARE lands in the test split, by a stable hash of its text.
+TEST_SHARE = 5
+BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """``a + b`` with non-negative integer operands."""
+
+    a: int
+    b: int
+
+    @property
+    def text(self) -> str:
+        """The problem string, e.g. ``"4728+395"``; the unit that splits are disjoint on."""
+        return f"{self.a}+{self.b}"
+
+    @property
+    def prompt(self) -> str:
+        """What the model sees; the solution follows it directly."""
+        return f"Q: {self.text}=\nA:\n"
+
+    @property
+    def answer(self) -> str:
+        """The exact answer, as it appears inside ``\\boxed{}``."""
+        return str(self.a + self.b)
+
+    @property
+    def split(self) -> Split:
+        """The split this problem belongs to; crc32 (not ``hash``) so it is stable across runs."""
+        return "test" if zlib.crc32(self.text.encode()) % TEST_SHARE == 0 else "train"
+
+
+def _random_operand(rng: random.Random, digits: tuple[int, int]) -> int:
+    num_digits = rng.randint(*digits)
+    low = 0 if num_digits == 1 else 10 ** (num_digits - 1)
+    return rng.randint(low, 10**num_digits - 1)
+
+
+def sample_problems(n: int, split: Split, seed: int = 0, digits: tuple[int, int] = DEFAULT_DIGITS) -> list[Problem]:
+    """``n`` distinct problems of one split, the same for the same arguments.
+
+    Each operand gets a number of digits drawn uniformly from ``digits`` (inclusive). The
+    train and test splits never share a problem, whatever the seeds and sizes.
+
+    Raises:
+        ValueError: if ``digits`` is not a valid range or the split has fewer than ``n`` problems to draw.
+    """
+    if not 1 <= digits[0] <= digits[1]:
+        raise ValueError(f"digits must be a range 1 <= low <= high, got {digits}")
+    rng = random.Random(f"{seed}-{split}")
+    problems: dict[str, Problem] = {}
+    # Rejection sampling; the attempt cap only trips when the split is (nearly) exhausted.
+    for _ in range(100 * n + 1000):
+        if len(problems) == n:
+            return list(problems.values())
+        problem = Problem(_random_operand(rng, digits), _random_operand(rng, digits))
+        if problem.split == split:
+            problems.setdefault(problem.text, problem)
+    raise ValueError(f"could not draw {n} distinct {split} problems with digits={digits}")
+
+
+def _columns(problem: Problem) -> list[tuple[int, int]]:
+    """Digit pairs, least significant first, the shorter operand padded with zeros."""
+    a, b = str(problem.a)[::-1], str(problem.b)[::-1]
+    width = max(len(a), len(b))
+    return [(int(a[i]) if i < len(a) else 0, int(b[i]) if i < len(b) else 0) for i in range(width)]
+
+
+def _format(lines: list[str], answer: str) -> str:
+    return "\n".join([*lines, f"\\boxed{{{answer}}}"])
+
+
+def solution(problem: Problem) -> str:
+    """The gold step-by-step solution (without the EOS token)."""
+    lines, digits, carry = [], [], 0
+    for x, y in _columns(problem):
+        total = x + y + carry
+        lines.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={total} c{total // 10}")
+        digits.append(str(total % 10))
+        carry = total // 10
+    if carry:
+        digits.append("1")
+    answer = "".join(reversed(digits)).lstrip("0") or "0"
+    return _format(lines, answer)
+
+
+def max_solution_length(digits: tuple[int, int] = DEFAULT_DIGITS) -> int:
+    """Tokens in the longest gold solution, EOS included (one token per character).
+
+    All-nines operands of the most digits carry in every column, which makes every line and
+    the answer as long as they get.
+    """
+    widest = 10 ** digits[1] - 1
+    return len(solution(Problem(widest, widest))) + 1
+
+
+def corrupted_solution(problem: Problem, rng: random.Random) -> str:
+    """A plausible wrong solution: one column's sum is off by one or its carry is dropped.
+
+    The slip is carried through the rest of the working, so the text stays self-consistent
+    after the mistake and only the slipped line is wrong, as in a real arithmetic error.
+    """
+    columns = _columns(problem)
+    slip = rng.randrange(len(columns))
+    lines, digits, carry = [], [], 0
+    for i, (x, y) in enumerate(columns):
+        total = x + y + carry
+        shown = f"{x}+{y}" + (f"+{carry}" if carry else "")
+        if i == slip:
+            # Off by one, staying in range: a sum of 0 can only go up.
+            total = total + 1 if total == 0 or rng.random() < 0.5 else total - 1
+        lines.append(f"{shown}={total} c{total // 10}")
+        digits.append(str(total % 10))
+        carry = total // 10
+    if carry:
+        digits.append("1")
+    answer = "".join(reversed(digits)).lstrip("0") or "0"
+    return _format(lines, answer)
+
+
+def extract_boxed(response: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` in ``response``, stripped, or None if there is none."""
+    matches = BOXED.findall(response)
+    return matches[-1].strip() if matches else None
+
+
+def verify(response: str, answer: str) -> float:
+    """1.0 if the last ``\\boxed{}`` of ``response`` holds exactly ``answer``, else 0.0."""
+    return float(extract_boxed(response) == answer.strip())
+
+
+def exact_match_reward(completions: list[str], answer: list[str], **kwargs: Any) -> list[float]:
+    """:func:`verify` as a TRL reward function (reads the dataset's ``answer`` column)."""
+    return [verify(completion, gold) for completion, gold in zip(completions, answer, strict=True)]
+
+
+def to_dataset(
+    problems: Sequence[Problem],
+    completions: bool = False,
+    noise: float = 0.0,
+    seed: int = 0,
+    eos_token: str = EOS,
+) -> Dataset:
+    """A ``datasets.Dataset`` with columns ``prompt`` and ``answer`` (TRL's prompt-only format).
+
+    Args:
+        problems: the problems, one row each.
+        completions: add a ``completion`` column (TRL's prompt-completion format, for SFT): the
+            gold solution followed by ``eos_token``, so the model learns to stop.
+        noise: share of completions replaced by a :func:`corrupted_solution`, drawn with ``seed``;
+            their ``answer`` column stays the true answer.
+        seed: seed of the noise draw.
+        eos_token: appended to every completion.
+    """
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise must be in [0, 1], got {noise}")
+    if noise and not completions:
+        raise ValueError("noise only applies to completions")
+    columns: dict[str, list[str]] = {
+        "prompt": [p.prompt for p in problems],
+        "answer": [p.answer for p in problems],
+    }
+    if completions:
+        rng = random.Random(seed)
+        columns["completion"] = [
+            (corrupted_solution(p, rng) if rng.random() < noise else solution(p)) + eos_token for p in problems
+        ]
+    return Dataset.from_dict(columns)
