@@ -26,7 +26,7 @@ class DataArguments:
     answer_column: str = field(default="answer", metadata={"help": "Column holding the reference answer."})
     prompt_template: str = field(
         default="{problem}",
-        metadata={"help": "Python format string applied to each problem, with the field {problem}."},
+        metadata={"help": "Prompt text in which {problem} is replaced by the problem; other braces stay."},
     )
     chat: bool = field(
         default=False,
@@ -67,7 +67,7 @@ def load_problems(args: DataArguments) -> Dataset:
         data = data.select(range(min(args.max_samples, len(data))))
 
     def to_prompt(row: dict) -> dict:
-        text = args.prompt_template.format(problem=row[args.problem_column])
+        text = args.prompt_template.replace("{problem}", str(row[args.problem_column]))
         return {
             "prompt": [{"role": "user", "content": text}] if args.chat else text,
             "answer": str(row[args.answer_column]),
