@@ -24,7 +24,7 @@ from trl import GRPOConfig, GRPOTrainer
 from laser_rl.config import LaserConfig
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.model import REWARD_TOKEN
-from laser_rl.demo.task import max_solution_length, sample_problems, to_dataset, verify
+from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
 from laser_rl.demo.warmstart import WarmStartSettings, warm_start
@@ -146,7 +146,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
     model = AutoModelForCausalLM.from_pretrained(start_dir)
     tokenizer = AutoTokenizer.from_pretrained(start_dir)
     arguments = dict(
-        model=model, reward_funcs=_task_reward, train_dataset=to_dataset(problems), processing_class=tokenizer
+        model=model, reward_funcs=exact_match_reward, train_dataset=to_dataset(problems), processing_class=tokenizer
     )
     if name == "laser":
         args = LaserConfig(
@@ -163,11 +163,6 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
     trainer.train()
     trainer.save_model(model_dir)
     (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-
-
-def _task_reward(completions: list[str], answer: list[str], **kwargs) -> list[float]:
-    """The task's exact verifier as a TRL reward function."""
-    return [verify(completion, gold) for completion, gold in zip(completions, answer, strict=True)]
 
 
 def _calibrate(start_dir: Path, settings: DemoSettings, max_new_tokens: int) -> dict:

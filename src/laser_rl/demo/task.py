@@ -17,7 +17,6 @@ project's math-verify reward grade.
 from __future__ import annotations
 
 import random
-import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Literal
 from datasets import Dataset
 
 from laser_rl.demo.model import EOS
+from laser_rl.grading import extract_last_boxed
 
 Split = Literal["train", "test"]
 
@@ -33,7 +33,6 @@ Split = Literal["train", "test"]
 DEFAULT_DIGITS = (2, 4)
 # One problem in TEST_SHARE lands in the test split, by a stable hash of its text.
 TEST_SHARE = 5
-BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 @dataclass(frozen=True)
@@ -152,15 +151,10 @@ def corrupted_solution(problem: Problem, rng: random.Random) -> str:
     return _format(lines, answer)
 
 
-def extract_boxed(response: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` in ``response``, stripped, or None if there is none."""
-    matches = BOXED.findall(response)
-    return matches[-1].strip() if matches else None
-
-
 def verify(response: str, answer: str) -> float:
     """1.0 if the last ``\\boxed{}`` of ``response`` holds exactly ``answer``, else 0.0."""
-    return float(extract_boxed(response) == answer.strip())
+    boxed = extract_last_boxed(response)
+    return float(boxed is not None and boxed.strip() == answer.strip())
 
 
 def exact_match_reward(completions: list[str], answer: list[str], **kwargs: Any) -> list[float]:
