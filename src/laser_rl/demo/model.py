@@ -20,16 +20,34 @@ CHARACTERS = string.digits + string.ascii_letters + string.punctuation + " \n"
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """One token per printable ASCII character, plus pad, EOS, BOS and the reward token."""
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + list(CHARACTERS))}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=PAD))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
+    """One token per printable ASCII character, plus pad, EOS, BOS and the reward token.
+
+    The vocabulary is written in the byte-level alphabet (" " is "Ġ", "\\n" is "Ċ") with a
+    merge-free BPE: transformers reloads any directory of a qwen2 model as a `Qwen2Tokenizer`,
+    whose byte-level pre-tokenizer would otherwise drop every space and newline.
+    """
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for character in CHARACTERS:
+        vocab[_byte_level(character)] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=PAD, eos_token=EOS, bos_token=BOS, padding_side="left"
     )
     tokenizer.add_special_tokens({"additional_special_tokens": [REWARD_TOKEN]})
     return tokenizer
+
+
+def _byte_level(character: str) -> str:
+    """How GPT-2's byte-level alphabet writes an ASCII character (printable ones stay as they are)."""
+    code = ord(character)
+    return character if 33 <= code <= 126 else chr(256 + code)
 
 
 def build_model(

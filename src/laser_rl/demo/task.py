@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,8 +29,9 @@ from laser_rl.grading import extract_last_boxed
 
 Split = Literal["train", "test"]
 
-# Operand lengths are drawn uniformly from this range, per operand: the difficulty knob.
-DEFAULT_DIGITS = (2, 4)
+# Operand lengths are drawn uniformly from this range, per operand: the difficulty knob. Fixed-width
+# 3-digit operands are what the tiny CPU model learns within a minute (see warmstart.py).
+DEFAULT_DIGITS = (3, 3)
 # One problem in TEST_SHARE lands in the test split, by a stable hash of its text.
 TEST_SHARE = 5
 
@@ -69,7 +70,12 @@ def _random_operand(rng: random.Random, digits: tuple[int, int]) -> int:
     return rng.randint(low, 10**num_digits - 1)
 
 
-def sample_problems(n: int, split: Split, seed: int = 0, digits: tuple[int, int] = DEFAULT_DIGITS) -> list[Problem]:
+def sample_problems(
+    n: int,
+    split: Split,
+    seed: int = 0,
+    digits: tuple[int, int] = DEFAULT_DIGITS,
+) -> list[Problem]:
     """``n`` distinct problems of one split, the same for the same arguments.
 
     Each operand gets a number of digits drawn uniformly from ``digits`` (inclusive). The
@@ -99,22 +105,30 @@ def _columns(problem: Problem) -> list[tuple[int, int]]:
     return [(int(a[i]) if i < len(a) else 0, int(b[i]) if i < len(b) else 0) for i in range(width)]
 
 
-def _format(lines: list[str], answer: str) -> str:
-    return "\n".join([*lines, f"\\boxed{{{answer}}}"])
-
-
-def solution(problem: Problem) -> str:
-    """The gold step-by-step solution (without the EOS token)."""
+def _worked(
+    problem: Problem,
+    slip_column: int | None = None,
+    slip: Callable[[int], int] | None = None,
+) -> str:
+    """The column-by-column working; ``slip`` replaces the sum of ``slip_column`` and the rest follows it."""
     lines, digits, carry = [], [], 0
-    for x, y in _columns(problem):
+    for i, (x, y) in enumerate(_columns(problem)):
+        shown = f"{x}+{y}" + (f"+{carry}" if carry else "")
         total = x + y + carry
-        lines.append(f"{x}+{y}" + (f"+{carry}" if carry else "") + f"={total} c{total // 10}")
+        if i == slip_column and slip is not None:
+            total = slip(total)
+        lines.append(f"{shown}={total} c{total // 10}")
         digits.append(str(total % 10))
         carry = total // 10
     if carry:
         digits.append("1")
     answer = "".join(reversed(digits)).lstrip("0") or "0"
-    return _format(lines, answer)
+    return "\n".join([*lines, f"\\boxed{{{answer}}}"])
+
+
+def solution(problem: Problem) -> str:
+    """The gold step-by-step solution (without the EOS token)."""
+    return _worked(problem)
 
 
 def max_solution_length(digits: tuple[int, int] = DEFAULT_DIGITS) -> int:
@@ -128,27 +142,19 @@ def max_solution_length(digits: tuple[int, int] = DEFAULT_DIGITS) -> int:
 
 
 def corrupted_solution(problem: Problem, rng: random.Random) -> str:
-    """A plausible wrong solution: one column's sum is off by one or its carry is dropped.
+    """A plausible wrong solution: one column's sum is off by one (which may drop or add a carry).
 
     The slip is carried through the rest of the working, so the text stays self-consistent
-    after the mistake and only the slipped line is wrong, as in a real arithmetic error.
+    after the mistake and only the slipped line is wrong, as in a real arithmetic error; the
+    boxed answer is off by a power of ten.
     """
-    columns = _columns(problem)
-    slip = rng.randrange(len(columns))
-    lines, digits, carry = [], [], 0
-    for i, (x, y) in enumerate(columns):
-        total = x + y + carry
-        shown = f"{x}+{y}" + (f"+{carry}" if carry else "")
-        if i == slip:
-            # Off by one, staying in range: a sum of 0 can only go up.
-            total = total + 1 if total == 0 or rng.random() < 0.5 else total - 1
-        lines.append(f"{shown}={total} c{total // 10}")
-        digits.append(str(total % 10))
-        carry = total // 10
-    if carry:
-        digits.append("1")
-    answer = "".join(reversed(digits)).lstrip("0") or "0"
-    return _format(lines, answer)
+    column = rng.randrange(len(_columns(problem)))
+
+    def slip(total: int) -> int:
+        # A sum of 0 can only go up.
+        return total + 1 if total == 0 or rng.random() < 0.5 else total - 1
+
+    return _worked(problem, column, slip)
 
 
 def verify(response: str, answer: str) -> float:
@@ -190,7 +196,6 @@ def to_dataset(
     }
     if completions:
         rng = random.Random(seed)
-        columns["completion"] = [
-            (corrupted_solution(p, rng) if rng.random() < noise else solution(p)) + eos_token for p in problems
-        ]
+        worked = [corrupted_solution(p, rng) if rng.random() < noise else solution(p) for p in problems]
+        columns["completion"] = [text + eos_token for text in worked]
     return Dataset.from_dict(columns)
