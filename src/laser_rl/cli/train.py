@@ -55,4 +55,5 @@ def run(args: argparse.Namespace) -> None:
     check_reward_token_unused(trainer.processing_class, trainer.reward_token_id, dataset["answer"], data_args.dataset)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
-    print(f"laser train: model saved to {config.output_dir}", file=sys.stderr)
+    if trainer.accelerator.is_main_process:
+        print(f"laser train: model saved to {config.output_dir}", file=sys.stderr)
