@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from tqdm import tqdm
+
 from laser_rl.grading import MathGrader, extract_last_boxed
 from laser_rl.jsonl import check_responses, read_jsonl, write_jsonl_atomic
 
@@ -25,8 +27,14 @@ def run(args: argparse.Namespace) -> None:
     predictions = [[extract_last_boxed(response) for response in record["responses"]] for record in records]
     flat_predictions = [prediction for answers in predictions for prediction in answers]
     golds = [str(record["answer"]) for record, answers in zip(records, predictions, strict=True) for _ in answers]
-    with MathGrader() as grader:  # one call for all pairs keeps every worker busy
-        accuracies = iter(grader.grade(flat_predictions, golds))
+    # Blocks large enough to keep every worker busy, small enough for a progress bar.
+    block = 256
+    with MathGrader() as grader, tqdm(total=len(golds), desc="grade", unit="answer") as progress:
+        graded = []
+        for start in range(0, len(golds), block):
+            graded += grader.grade(flat_predictions[start : start + block], golds[start : start + block])
+            progress.update(len(graded) - progress.n)
+    accuracies = iter(graded)
     write_jsonl_atomic(
         args.output,
         (
