@@ -32,9 +32,9 @@ from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
 from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
 from laser_rl.report import evaluate_records, write_report
+from laser_rl.scoring import self_reward_score_list
 from laser_rl.trainer import LaserGRPOTrainer
 
-BETA_V = 0.1
 MODELS = ("start", "grpo", "laser")
 
 
@@ -49,6 +49,10 @@ class DemoSettings:
     prompts_per_step: int
     num_generations: int
     learning_rate: float
+    # beta_v: the paper's 0.1 assumes c_ref ~ -23 (Qwen's 150k vocabulary); with 100 tokens c_ref is ~ -9, so
+    # 0.1 * (0 - c_ref) < 1 and r_s could never reach 1. 0.25 keeps r_s = 1 reachable at pi(z_c) ~ 1%.
+    self_reward_beta: float
+    self_reward_loss_coef: float
     calibration_problems: int
     eval_problems: int
     eval_samples: int
@@ -57,24 +61,28 @@ class DemoSettings:
 
 FULL = DemoSettings(
     warm_start=DEFAULT_WARM_START,
-    rl_steps=120,
-    reasoning_warmup_steps=20,
-    self_reward_warmup_steps=40,
+    rl_steps=200,
+    reasoning_warmup_steps=10,
+    self_reward_warmup_steps=60,
     prompts_per_step=8,
     num_generations=8,
-    learning_rate=2e-4,
+    learning_rate=1e-4,
+    self_reward_beta=0.25,
+    self_reward_loss_coef=0.5,
     calibration_problems=64,
     eval_problems=200,
     eval_samples=16,
 )
 QUICK = DemoSettings(
     warm_start=QUICK_WARM_START,
-    rl_steps=16,
-    reasoning_warmup_steps=2,
-    self_reward_warmup_steps=6,
+    rl_steps=60,
+    reasoning_warmup_steps=5,
+    self_reward_warmup_steps=20,
     prompts_per_step=8,
     num_generations=8,
-    learning_rate=2e-4,
+    learning_rate=1e-4,
+    self_reward_beta=0.25,
+    self_reward_loss_coef=0.5,
     calibration_problems=32,
     eval_problems=48,
     eval_samples=8,
@@ -83,6 +91,8 @@ QUICK = DemoSettings(
 
 def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every stage; returns the report's numbers."""
+    # One thread: the numbers depend on the thread count, and the tiny model gains little from more.
+    torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, warm_start=replace(settings.warm_start, seed=settings.seed))
     _check_settings(out_dir, settings)
@@ -153,7 +163,8 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
             **common,
             reward_token=REWARD_TOKEN,
             c_ref=c_ref,
-            self_reward_beta=BETA_V,
+            self_reward_beta=settings.self_reward_beta,
+            self_reward_loss_coef=settings.self_reward_loss_coef,
             reasoning_warmup_steps=settings.reasoning_warmup_steps,
             self_reward_warmup_steps=settings.self_reward_warmup_steps,
         )
@@ -202,9 +213,9 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
                 "pred_answers": [extract_last_boxed(s.text) for s in group],
                 "acc_list": [verify(s.text, problem.answer) for s in group],
                 "reward_token_logps": [s.reward_token_logp for s in group],
-                "self_rewarding_scores": [
-                    None if s.reward_token_logp is None else BETA_V * (s.reward_token_logp - c_ref) for s in group
-                ],
+                "self_rewarding_scores": self_reward_score_list(
+                    [s.reward_token_logp for s in group], c_ref, settings.self_reward_beta
+                ),
             }
         )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,59 @@
+"""The `--quick` demo end to end: the slowest test of the suite (a few minutes on 2 cores)."""
+
+import json
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from laser_rl.cli import main
+from laser_rl.demo.model import REWARD_TOKEN
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    main(["demo", "--quick", "--out", str(out)])
+    return out
+
+
+def test_quick_demo_writes_a_report_with_numbers_in_range(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    assert set(report["models"]) == {"start", "grpo", "laser"}
+    assert report["c_ref"]["mean"] < 0
+    for result in report["models"].values():
+        assert 0 <= result["accuracy"] <= 1
+        scaling = result["scaling"]
+        assert scaling["n"][-1] == report["settings"]["eval_samples"]
+        assert all(0 <= value <= 1 for key in ("majority", "weighted_majority", "best_of_n") for value in scaling[key])
+        # pass@N is the ceiling of every voting rule
+        assert all(p >= m - 1e-9 for p, m in zip(scaling["pass_at_n"], scaling["majority"], strict=True))
+    markdown = (demo_dir / "report.md").read_text()
+    assert "| laser |" in markdown and "self-reward weighted" in markdown
+    for name in ("start", "grpo", "laser"):
+        assert (demo_dir / "eval" / name / "scaling.png").stat().st_size > 1000
+
+
+def test_quick_demo_models_reload_like_hub_models(demo_dir):
+    for name in ("start", "grpo", "laser"):
+        model = AutoModelForCausalLM.from_pretrained(demo_dir / name)
+        tokenizer = AutoTokenizer.from_pretrained(demo_dir / name)
+        text = "Q: 12+34=\nA:\n"
+        assert tokenizer.decode(tokenizer(text).input_ids) == text
+        reward_token_id = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+        assert tokenizer.encode(REWARD_TOKEN, add_special_tokens=False) == [reward_token_id]
+        assert model.config.vocab_size == len(tokenizer)
+
+
+def test_quick_demo_resumes_without_redoing_stages(demo_dir, capsys):
+    before = (demo_dir / "report.json").read_text()
+    stamps = {name: (demo_dir / name / "model.safetensors").stat().st_mtime for name in ("start", "grpo", "laser")}
+    main(["demo", "--quick", "--out", str(demo_dir)])
+    assert (demo_dir / "report.json").read_text() == before
+    assert stamps == {name: (demo_dir / name / "model.safetensors").stat().st_mtime for name in stamps}
+
+
+def test_demo_refuses_a_directory_made_with_other_settings(demo_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--out", str(demo_dir)])
+    assert exit_info.value.code == 2
+    assert "other settings" in capsys.readouterr().err
