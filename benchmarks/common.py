@@ -85,7 +85,7 @@ def build_bench(name: str, max_length: int = 4096) -> Bench:
 
 
 def prompts(count: int) -> list[str]:
-    """`count` distinct prompts of similar length (about 60 characters, one token each)."""
+    """`count` distinct prompts of similar length (about 60 characters, a token each with the character tokenizer)."""
     return [f"Question {i}: what is {17 * i + 3} + {29 * i + 5}? Think step by step." for i in range(count)]
 
 

@@ -5,7 +5,7 @@ forced in generation, the after-the-fact variants score the generated solutions)
 rows of `train_step` (time and peak memory of LaSeR and of the authors' way against GRPO, on a
 rollout with lengths forced and spread over [L/2, L]) over a sweep of L at a fixed B, then of B at
 a fixed L. The mid model gets a shorter sweep and runs only when asked for (`--models mid`): on 2
-shared CPU cores it decodes about 25 steps/s, so its sweep alone takes about 4 minutes.
+shared CPU cores it decodes 10 to 20 steps/s, so its sweep alone takes about 5 minutes.
 
     python -m benchmarks.scaling [--quick] [--models tiny mid]
 """
