@@ -20,7 +20,6 @@ import torch
 from transformers import (
     LogitsProcessorList,
     PreTrainedTokenizerFast,
-    Qwen2Config,
     Qwen2ForCausalLM,
     StoppingCriteriaList,
 )
@@ -62,23 +61,15 @@ def build_bench(name: str, max_length: int = 4096) -> Bench:
     if name == "tiny":
         model = build_model(tokenizer, max_length=max_length)
     elif name == "mid":
-        torch.manual_seed(0)
-        config = Qwen2Config(
-            vocab_size=MID_VOCAB,
+        model = build_model(
+            tokenizer,
             hidden_size=768,
-            intermediate_size=2304,
-            num_hidden_layers=12,
-            num_attention_heads=12,
+            num_layers=12,
+            num_heads=12,
+            max_length=max_length,
             num_key_value_heads=2,
-            max_position_embeddings=max_length,
-            tie_word_embeddings=True,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.bos_token_id,
+            vocab_size=MID_VOCAB,
         )
-        model = Qwen2ForCausalLM(config)
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.generation_config.eos_token_id = tokenizer.eos_token_id
     else:
         raise ValueError(f"unknown model {name!r}, expected one of {MODELS}")
     return Bench(name, model.eval(), tokenizer)

@@ -57,18 +57,24 @@ def build_model(
     num_heads: int = 4,
     max_length: int = 512,
     seed: int = 0,
+    num_key_value_heads: int | None = None,
+    vocab_size: int | None = None,
 ) -> Qwen2ForCausalLM:
-    """A randomly initialised Qwen2 causal LM sized for a CPU (about 0.8M parameters by default)."""
+    """A randomly initialised Qwen2 causal LM sized for a CPU (about 0.8M parameters by default).
+
+    `num_key_value_heads` (default: `num_heads`) and `vocab_size` (default: the tokenizer's) let the
+    benchmarks build larger models of the same family.
+    """
     import torch
 
     torch.manual_seed(seed)
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=3 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_key_value_heads or num_heads,
         max_position_embeddings=max_length,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
