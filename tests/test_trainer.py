@@ -115,6 +115,47 @@ def test_score_is_read_in_the_policy_forward_untempered_with_the_token_inserted(
     torch.testing.assert_close(captured[0][finished], expected[finished], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("rows", [slice(0, 3), slice(1, 3)], ids=["eos-in-last-column", "no-new-column"])
+def test_fused_score_leaves_the_policy_log_probs_alone(short_answer_model, tokenizer, tmp_path, temperature, rows):
+    reference_model = copy.deepcopy(short_answer_model)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, temperature=temperature)
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    digit = tokenizer.convert_tokens_to_ids("7")
+    prompt = tokenizer(["Q: 3+4=", "Q: 3+4=", "Q: 3+4="], return_tensors="pt")
+    batch = {
+        "prompt_ids": prompt.input_ids,
+        "prompt_mask": prompt.attention_mask,
+        # EOS in the last column (z_c needs a new column), EOS earlier, truncated.
+        "completion_ids": torch.tensor([[digit, digit, eos], [digit, eos, pad], [digit, digit, digit]]),
+        "completion_mask": torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1]]),
+    }
+    batch = {key: value[rows] for key, value in batch.items()}
+    input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
+    attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    with torch.no_grad():
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, input_ids, attention_mask, 3, compute_entropy=True
+        )
+        grpo_logps, grpo_entropies, _ = GRPOTrainer._get_per_token_logps_and_entropies(
+            trainer, trainer.model, input_ids, attention_mask, 3, compute_entropy=True
+        )
+    torch.testing.assert_close(logps, grpo_logps, atol=1e-6, rtol=0)
+    torch.testing.assert_close(entropies, grpo_entropies, atol=1e-6, rtol=0)
+    expected, finished = plain_reward_token_logps(reference_model, batch, trainer.reward_token_id, [eos], pad)
+    assert finished.tolist() == [True, True, False][rows]
+    scores = trainer._reward_token_logps.pop()
+    torch.testing.assert_close(scores[finished], expected[finished], atol=1e-5, rtol=0)
+    assert scores[-1] == 0.0  # truncated
+
+
+def test_a_tempered_score_that_cannot_be_undone_is_refused(short_answer_model, tokenizer, tmp_path):
+    short_answer_model.config.final_logit_softcapping = 30.0
+    with pytest.raises(ValueError, match="final_logit_softcapping"):
+        laser_trainer(short_answer_model, tokenizer, tmp_path, temperature=0.7)
+    laser_trainer(short_answer_model, tokenizer, tmp_path, temperature=1.0)  # nothing to undo
+
+
 def test_alpha_and_tau_zero_reproduce_grpo_loss_and_gradients(short_answer_model, tokenizer, tmp_path):
     grpo_model = copy.deepcopy(short_answer_model)
     laser = laser_trainer(

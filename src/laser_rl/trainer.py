@@ -1,9 +1,9 @@
 """`LaserGRPOTrainer`: TRL's GRPOTrainer plus LaSeR's last-token self-reward.
 
 What changes against GRPO, and where:
-- `_get_per_token_logps_and_entropies`: every forward also reads log pi(z_c | x, y, EOS) from the
-  backbone's hidden state at each completion's EOS, through the LM head, untempered. It is the
-  same forward that gives the policy-gradient log-probs: the score costs one LM-head row per
+- `_get_per_token_logps_and_entropies`: every forward also reads log pi(z_c | x, y, EOS), untempered:
+  z_c is written after each EOS as one more label of TRL's fused LM head. It is the same forward
+  and the same head call that give the policy-gradient log-probs: the score costs one label per
   completion, not a second pass.
 - `_generate_and_score_completions`: keeps the verifier rewards (TRL only returns advantages),
   computes the class-balance weights over the whole generation batch of every process, and in
@@ -15,9 +15,11 @@ What changes against GRPO, and where:
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
 import torch
+import torch.nn.functional as F
 from accelerate.utils import gather
 from transformers import PreTrainedModel
 from trl import GRPOTrainer
@@ -29,7 +31,7 @@ from laser_rl.core import (
     LaserPhase,
     class_balance_weights,
     laser_phase,
-    reward_token_logps,
+    place_reward_token,
     reward_token_positions,
     self_reward_mse,
     self_reward_scores,
@@ -51,6 +53,8 @@ _FORWARD_KEYS = (
     "mm_token_type_ids",
     "image_position_ids",
 )
+# Those of them that hold one entry per token: they grow with the column z_c may need.
+_PER_TOKEN_KEYS = ("token_type_ids", "mm_token_type_ids")
 
 
 class LaserGRPOTrainer(GRPOTrainer):
@@ -74,6 +78,8 @@ class LaserGRPOTrainer(GRPOTrainer):
         reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
         self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
+        self.pad_token_id = self._tokenizer.pad_token_id
+        _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
         self._reward_token_logps: list[torch.Tensor] = []  # one entry per forward, in call order
@@ -82,33 +88,74 @@ class LaserGRPOTrainer(GRPOTrainer):
     # --- the score, from the forward that computes the policy log-probs ---------------------------
 
     def _get_per_token_logps_and_entropies(
-        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, **kwargs
+        self, model, input_ids, attention_mask, logits_to_keep, batch_size=None, compute_entropy=False, **kwargs
     ):
-        eos_index, finished = reward_token_positions(
-            input_ids[:, -logits_to_keep:], attention_mask[:, -logits_to_keep:], self.eos_token_ids
+        prompt_length = input_ids.size(1) - logits_to_keep
+        completion_ids, completion_mask = input_ids[:, prompt_length:], attention_mask[:, prompt_length:]
+        eos_index, finished = reward_token_positions(completion_ids, completion_mask, self.eos_token_ids)
+        # z_c written after each EOS becomes one more label of TRL's fused LM head, so the score costs
+        # no extra LM-head call: one forward, one head backward, one label per completion.
+        placed_ids, placed_mask, _ = place_reward_token(
+            completion_ids, completion_mask, self.reward_token_id, self.eos_token_ids, self.pad_token_id
         )
-        positions = input_ids.size(1) - logits_to_keep + eos_index
-        causal_lm = _causal_lm(self.accelerator.unwrap_model(model))
-        eos_hidden: list[torch.Tensor] = []
-
-        def keep_eos_hidden_state(module, args, output):
-            hidden = output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0]
-            start = sum(h.size(0) for h in eos_hidden)
-            rows = torch.arange(hidden.size(0), device=hidden.device)
-            eos_hidden.append(hidden[rows, positions[start : start + hidden.size(0)].to(hidden.device)])
-
-        handle = causal_lm.base_model.register_forward_hook(keep_eos_hidden_state)
-        try:
-            result = super()._get_per_token_logps_and_entropies(
-                model, input_ids, attention_mask, logits_to_keep, batch_size, **kwargs
+        if not placed_mask[:, -1].any():  # no z_c in the extra column: leave the sequence length as it was
+            placed_ids, placed_mask = placed_ids[:, :-1], placed_mask[:, :-1]
+        extra = placed_ids.size(1) - logits_to_keep
+        per_token_kwargs = {k: F.pad(kwargs[k], (0, extra)) for k in _PER_TOKEN_KEYS if kwargs.get(k) is not None}
+        with self._untempered_reward_token(model, prompt_length + eos_index, finished):
+            logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
+                model,
+                torch.cat([input_ids[:, :prompt_length], placed_ids], dim=1),
+                torch.cat([attention_mask[:, :prompt_length], placed_mask], dim=1),
+                placed_ids.size(1),
+                batch_size,
+                compute_entropy,
+                **{**kwargs, **per_token_kwargs},
             )
+        slot = (eos_index + 1).clamp(max=placed_ids.size(1) - 1).unsqueeze(1)  # clamped: truncated rows
+        self._reward_token_logps.append(logps.gather(1, slot).squeeze(1).masked_fill(~finished, 0.0))
+        # Give TRL exactly what it asked for: z_c's entries cleared, the extra column dropped.
+        placed = placed_mask.bool() & ~F.pad(completion_mask, (0, extra)).bool()
+        logps = logps.masked_fill(placed, 0.0)[:, :logits_to_keep]
+        if entropies is not None:
+            entropies = entropies.masked_fill(placed, 0.0)[:, :logits_to_keep]
+        return logps, entropies, aux_loss
+
+    @contextmanager
+    def _untempered_reward_token(self, model, positions: torch.Tensor, finished: torch.Tensor) -> Iterator[None]:
+        """Within this context, the fused head's label at `positions` of `finished` rows is untempered.
+
+        The fused head divides the logits by the temperature; multiplying those rows' hidden states by
+        it first undoes that, exactly for a head without bias or softcapping (checked in `__init__`).
+        Only the predictions of z_c read those hidden states: the EOS itself is predicted one earlier.
+
+        Args:
+            positions: (B,) index in the full sequence of each completion's last token.
+            finished: (B,) bool, rows with an EOS there.
+        """
+        if self.temperature == 1.0:
+            yield
+            return
+        rows_seen = 0
+
+        def scale_eos_hidden_states(module, args, output):
+            nonlocal rows_seen
+            hidden = output.last_hidden_state
+            chunk = slice(rows_seen, rows_seen + hidden.size(0))  # TRL runs the batch in chunks, in order
+            rows_seen += hidden.size(0)
+            factor = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+            rows = torch.arange(hidden.size(0), device=hidden.device)
+            factor[rows, positions[chunk]] = torch.where(finished[chunk], self.temperature, 1.0).to(hidden.dtype)
+            output.last_hidden_state = hidden * factor.unsqueeze(-1)
+            return output
+
+        handle = _causal_lm(self.accelerator.unwrap_model(model)).base_model.register_forward_hook(
+            scale_eos_hidden_states
+        )
+        try:
+            yield
         finally:
             handle.remove()
-        # Untempered: the raw LM head, never divided by the sampling temperature.
-        logits = causal_lm.get_output_embeddings()(torch.cat(eos_hidden))
-        logps = reward_token_logps(logits, self.reward_token_id).masked_fill(~finished, 0.0)
-        self._reward_token_logps.append(logps)
-        return result
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # TRL turns rewards into advantages and drops them; LaSeR needs r_v itself.
@@ -249,6 +296,24 @@ class LaserGRPOTrainer(GRPOTrainer):
         if self.is_fsdp_enabled:
             return prepare_fsdp(reference, self.accelerator)
         return self.accelerator.prepare_model(reference, evaluation_mode=True)
+
+
+def _check_untempered_score_is_exact(model: torch.nn.Module, temperature: float) -> None:
+    """The score is untempered by scaling the EOS hidden state by the temperature, which the head must
+    commute with: no bias, no logit softcapping (at temperature 1 there is nothing to undo)."""
+    if temperature == 1.0:
+        return
+    causal_lm = _causal_lm(model)
+    if causal_lm.get_output_embeddings().bias is not None:
+        problem = "an LM head with a bias"
+    elif getattr(causal_lm.config.get_text_config(), "final_logit_softcapping", None) is not None:
+        problem = "final_logit_softcapping"
+    else:
+        return
+    raise ValueError(
+        f"temperature={temperature} with {problem}: the self-reward score must be untempered and cannot be "
+        "read exactly from TRL's fused LM head; set temperature=1.0 (the paper's setting)"
+    )
 
 
 def _is_peft(model, kwargs: dict) -> bool:

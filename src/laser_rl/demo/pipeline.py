@@ -300,4 +300,3 @@ def _check_settings(out_dir: Path, settings: DemoSettings) -> None:
     if path.is_file() and path.read_text() != current:
         raise LaserInputError(f"{out_dir}: made by a demo with other settings; use another --out or delete it")
     path.write_text(current)
-
