@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    GenerationConfig,
     LogitsProcessorList,
     PreTrainedTokenizerFast,
     Qwen2ForCausalLM,
@@ -73,6 +74,19 @@ def build_bench(name: str, max_length: int = 4096) -> Bench:
     else:
         raise ValueError(f"unknown model {name!r}, expected one of {MODELS}")
     return Bench(name, model.eval(), tokenizer)
+
+
+def plain_sampling_config(bench: Bench, length: int) -> GenerationConfig:
+    """Plain `generate` settings: sampling at temperature 1 with no processor, stopping at the EOS."""
+    return GenerationConfig(
+        do_sample=True,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        max_new_tokens=length,
+        eos_token_id=bench.eos_id,
+        pad_token_id=bench.tokenizer.pad_token_id,
+    )
 
 
 def prompts(count: int) -> list[str]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import statistics
 
 import torch
-from transformers import GenerationConfig
 
 from benchmarks.common import (
     Bench,
@@ -30,6 +29,7 @@ from benchmarks.common import (
     describe,
     interleaved,
     per_step_overhead,
+    plain_sampling_config,
     predicted_in_pass_ratio,
     print_table,
     prompts,
@@ -52,15 +52,7 @@ def measure(bench: Bench, length: int, num_prompts: int, n: int, batch_size: int
     rows = [text for text in texts for _ in range(n)]
     lengths = spread_lengths(length, batch_size, shortest=0.25)
     tokens = sum(sum(lengths[: len(rows[start : start + batch_size])]) for start in range(0, len(rows), batch_size))
-    config = GenerationConfig(
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        max_new_tokens=length,
-        eos_token_id=bench.eos_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = plain_sampling_config(bench, length)
 
     @torch.no_grad()
     def plain() -> None:

@@ -32,6 +32,7 @@ from benchmarks.common import (
     interleaved,
     median_ms,
     per_step_overhead,
+    plain_sampling_config,
     predicted_in_pass_ratio,
     print_table,
     prompts,
@@ -85,15 +86,7 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
     tokenizer, model = bench.tokenizer, bench.model
     texts = prompts(batch_size)
     inputs = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
-    config = GenerationConfig(
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        max_new_tokens=length,
-        eos_token_id=bench.eos_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    config = plain_sampling_config(bench, length)
 
     @torch.no_grad()
     def generate() -> torch.Tensor:

@@ -111,9 +111,12 @@ def test_self_rewarding_advantages_by_hand():
 
 def test_phase_schedule():
     phases = [laser_phase(step, 2, 3) for step in range(7)]
-    assert phases == [LaserPhase.REASONING_WARMUP] * 2 + [LaserPhase.SELF_REWARD] * 3 + [
-        LaserPhase.SELF_REWARDING_ADVANTAGES
-    ] * 2
+    assert (
+        phases
+        == [LaserPhase.REASONING_WARMUP] * 2
+        + [LaserPhase.SELF_REWARD] * 3
+        + [LaserPhase.SELF_REWARDING_ADVANTAGES] * 2
+    )
     assert laser_phase(0, 0, 0) == LaserPhase.SELF_REWARDING_ADVANTAGES
 
 

@@ -74,7 +74,9 @@ def test_corrupted_solution_is_wrong_in_one_visible_line():
         bad = corrupted_solution(problem, rng)
         assert verify(bad, problem.answer) == 0.0
         assert wrong_lines(bad) == 1
-        assert abs(int(re.search(r"boxed\{(\d+)\}", bad)[1]) - int(problem.answer)) in (1, 10, 100, 1000)
+        assert all(int(total) == int(x) + int(y) + int(c or 0) for x, y, c, total, _ in LINE.findall(bad))
+        error = abs(int(re.search(r"boxed\{(\d+)\}", bad)[1]) - int(problem.answer))
+        assert error in (10, 100, 1000, 10000)
 
 
 def test_verify_reads_the_last_box_exactly():

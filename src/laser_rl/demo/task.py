@@ -9,7 +9,7 @@ least significant digit first, each line stating the column sum and the carry it
     4+0+1=5 c0
     \\boxed{5123}
 
-A slip in any line (a wrong digit sum, a dropped carry, a misread column) is visible in the
+A slip in any line (a wrong digit sum, a wrong carry, a misread column) is visible in the
 text and changes the boxed answer, which is what both the task's exact verifier and the
 project's math-verify reward grade.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -105,21 +105,16 @@ def _columns(problem: Problem) -> list[tuple[int, int]]:
     return [(int(a[i]) if i < len(a) else 0, int(b[i]) if i < len(b) else 0) for i in range(width)]
 
 
-def _worked(
-    problem: Problem,
-    slip_column: int | None = None,
-    slip: Callable[[int], int] | None = None,
-) -> str:
-    """The column-by-column working; ``slip`` replaces the sum of ``slip_column`` and the rest follows it."""
+def _worked(problem: Problem, slip_column: int | None = None) -> str:
+    """The column-by-column working; in ``slip_column`` the carry passed on is the wrong one, and the
+    rest of the working follows that carry."""
     lines, digits, carry = [], [], 0
     for i, (x, y) in enumerate(_columns(problem)):
         shown = f"{x}+{y}" + (f"+{carry}" if carry else "")
         total = x + y + carry
-        if i == slip_column and slip is not None:
-            total = slip(total)
-        lines.append(f"{shown}={total} c{total // 10}")
+        carry = total // 10 if i != slip_column else 1 - total // 10
+        lines.append(f"{shown}={total} c{carry}")
         digits.append(str(total % 10))
-        carry = total // 10
     if carry:
         digits.append("1")
     answer = "".join(reversed(digits)).lstrip("0") or "0"
@@ -142,19 +137,16 @@ def max_solution_length(digits: tuple[int, int] = DEFAULT_DIGITS) -> int:
 
 
 def corrupted_solution(problem: Problem, rng: random.Random) -> str:
-    """A plausible wrong solution: one column's sum is off by one (which may drop or add a carry).
+    """A plausible wrong solution: one line states its column sum right but passes on the wrong carry.
 
-    The slip is carried through the rest of the working, so the text stays self-consistent
-    after the mistake and only the slipped line is wrong, as in a real arithmetic error; the
-    boxed answer is off by a power of ten.
+    The rest of the working follows the wrong carry, so the text stays self-consistent after the
+    slip, as in a real error, and the boxed answer is off by a power of ten. The slip is visible
+    where it happens: a two-digit sum followed by ``c0``, or a one-digit sum by ``c1``. A slip in
+    the sum itself (``8+5=14``) would be just as wrong, but to see it the model must redo the
+    addition; the demo's 2-layer model learns to see a wrong carry, and not a wrong sum, within its
+    budget (docs/demo.md).
     """
-    column = rng.randrange(len(_columns(problem)))
-
-    def slip(total: int) -> int:
-        # A sum of 0 can only go up.
-        return total + 1 if total == 0 or rng.random() < 0.5 else total - 1
-
-    return _worked(problem, column, slip)
+    return _worked(problem, slip_column=rng.randrange(len(_columns(problem))))
 
 
 def verify(response: str, answer: str) -> float:
