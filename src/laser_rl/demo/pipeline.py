@@ -49,8 +49,8 @@ class DemoSettings:
     prompts_per_step: int
     num_generations: int
     learning_rate: float
-    # beta_v: the paper's 0.1 assumes c_ref ~ -23 (Qwen's 150k vocabulary); with 100 tokens c_ref is ~ -9, so
-    # 0.1 * (0 - c_ref) < 1 and r_s could never reach 1. 0.25 keeps r_s = 1 reachable at pi(z_c) ~ 1%.
+    # beta_v: the paper's 0.1 assumes c_ref ~ -23 (Qwen's 150k vocabulary); with 100 tokens c_ref is ~ -12.6,
+    # so r_s = 1 would need pi(z_c) ~ 7% after every right solution. 0.25 needs ~ 0.02%.
     self_reward_beta: float
     self_reward_loss_coef: float
     calibration_problems: int
