@@ -128,6 +128,24 @@ def solution_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str,
     return prompt_ids + response_ids + [eos_token_id]
 
 
+def last_token_logits(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sequences: Sequence[Sequence[int]]
+) -> torch.Tensor:
+    """Raw next-token logits after each sequence's last token, in one forward (with autograd).
+
+    Sequences are left-padded so that every last token sits in the last column, and only that
+    column's logits are computed.
+
+    Returns:
+        (N, V) untempered logits.
+    """
+    batch = tokenizer.pad(
+        {"input_ids": [list(ids) for ids in sequences]}, padding_side="left", return_tensors="pt"
+    ).to(model.device)
+    positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as `generate` numbers them
+    return model(**batch, position_ids=positions, logits_to_keep=1).logits[:, -1]
+
+
 @torch.no_grad()
 def eos_logprobs(
     model: PreTrainedModel,
@@ -138,22 +156,13 @@ def eos_logprobs(
 ) -> torch.Tensor:
     """Untempered log pi(t | sequence) of tokens t after each sequence's last token (its EOS).
 
-    Sequences are left-padded so that every last token sits in the last column, and only that
-    column's logits are computed.
-
     Returns:
         (N, T) float32 on the CPU: sequence n, token_ids[t].
     """
     columns = torch.tensor(list(token_ids), device=model.device)
     rows = []
     for start in range(0, len(sequences), batch_size):
-        batch = tokenizer.pad(
-            {"input_ids": [list(ids) for ids in sequences[start : start + batch_size]]},
-            padding_side="left",
-            return_tensors="pt",
-        ).to(model.device)
-        positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # as `generate` numbers them
-        logits = model(**batch, position_ids=positions, logits_to_keep=1).logits[:, -1]
+        logits = last_token_logits(model, tokenizer, sequences[start : start + batch_size])
         rows.append(logits.float().log_softmax(dim=-1)[:, columns].cpu())
     return torch.cat(rows)
 

@@ -61,10 +61,12 @@ class DemoSettings:
 
 # alpha = 1 at lr 3e-5 favours the self-verifier over the policy: the MSE's gradient is 30-70x the policy
 # gradient's, which slows the reasoning gains, but below alpha = 1 the verifier is not trained before
-# RL has removed the errors it can learn to see (the trade-off is measured in docs/demo.md).
+# RL has removed the errors it can learn to see (the trade-off is measured in docs/demo.md). Once the
+# score has learned, its gradient shrinks and the policy catches up: 400 steps instead of 200 lift
+# LaSeR's accuracy from 0.62 to 0.85 (seed 0) and 0.49 to 0.73 (seed 1), its F1 and AUROC with it.
 FULL = DemoSettings(
     warm_start=DEFAULT_WARM_START,
-    rl_steps=200,
+    rl_steps=400,
     reasoning_warmup_steps=5,
     self_reward_warmup_steps=60,
     prompts_per_step=8,
