@@ -8,7 +8,13 @@ import torch
 from laser_rl.demo.model import REWARD_TOKEN, build_model
 from laser_rl.errors import LaserInputError
 from laser_rl.generation import generate_with_scores, load_vllm, render_prompts
-from laser_rl.scoring import candidate_reward_tokens, eos_logprobs, score_solutions, solution_ids
+from laser_rl.scoring import (
+    candidate_reward_tokens,
+    eos_logprobs,
+    last_token_logits,
+    score_solutions,
+    solution_ids,
+)
 
 PROMPTS = ["Q: 1+2=", "Q: 9+9=", "Q: 12+", "Q:"]  # finished, finished, mixed, mostly truncated
 
@@ -128,6 +134,21 @@ def test_eos_logprobs_reads_every_candidate_at_the_eos(short_answer_model, token
         with torch.no_grad():
             expected = short_answer_model(torch.tensor([sequence])).logits[0, -1].log_softmax(-1)
         torch.testing.assert_close(row, expected[[z, tokenizer.eos_token_id]], atol=1e-4, rtol=0)
+
+
+def test_last_token_logits_carry_gradients_for_a_score_loss(short_answer_model, tokenizer):
+    z = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+    sequences = [
+        solution_ids(tokenizer, prompt, "7" * (1 + i), tokenizer.eos_token_id) for i, prompt in enumerate(PROMPTS)
+    ]
+    logits = last_token_logits(short_answer_model, tokenizer, sequences)
+    torch.testing.assert_close(
+        logits.log_softmax(-1)[:, z].detach(), eos_logprobs(short_answer_model, tokenizer, sequences, [z])[:, 0]
+    )
+    logits.log_softmax(-1)[:, z].sum().backward()
+    gradient = short_answer_model.get_output_embeddings().weight.grad
+    assert gradient is not None and gradient[z].abs().sum() > 0
+    short_answer_model.zero_grad()
 
 
 def test_render_prompts_keeps_braces_and_needs_the_placeholder(tokenizer):
