@@ -12,8 +12,11 @@ Stages, each written to its own place under the output directory and skipped whe
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -113,13 +116,19 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     c_ref = _calibrate(start_dir, settings, max_new_tokens)
     log(f"[2/5] calibration: c_ref = {c_ref['mean']:.2f} +- {c_ref['std']:.2f} over {c_ref['n']} solutions")
 
+    pending = [name for name in ("laser", "grpo") if not _done(out_dir / name)]
+    stage_args = [(name, start_dir, out_dir / name, settings, c_ref["mean"], max_new_tokens) for name in pending]
+    # The two runs are independent (each trainer seeds itself): with two cores they train side by side,
+    # one thread each, and give the same models as one after the other.
+    if len(pending) > 1 and (os.cpu_count() or 1) > 1:
+        with ProcessPoolExecutor(len(pending), mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in [pool.submit(_train_stage, *arguments) for arguments in stage_args]:
+                future.result()
+    else:
+        for arguments in stage_args:
+            _train_stage(*arguments)
     for name in ("laser", "grpo"):
-        model_dir = out_dir / name
-        if not _done(model_dir):
-            begin = time.time()
-            _train(name, start_dir, model_dir, settings, c_ref["mean"], max_new_tokens)
-            _mark_done(model_dir, {"seconds": time.time() - begin})
-        log(f"[3/5] {name} training: {model_dir} ({_stage_seconds(model_dir):.0f} s)")
+        log(f"[3/5] {name} training: {out_dir / name} ({_stage_seconds(out_dir / name):.0f} s)")
 
     test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
     results = {}
@@ -135,6 +144,16 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     write_demo_report(out_dir, summary)
     log(f"[5/5] report: {out_dir / 'report.md'}")
     return summary
+
+
+def _train_stage(
+    name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float, max_new_tokens: int
+):
+    """`_train`, timed and marked done; runs in a worker process as well as in the demo's own."""
+    torch.set_num_threads(1)
+    begin = time.time()
+    _train(name, start_dir, model_dir, settings, c_ref, max_new_tokens)
+    _mark_done(model_dir, {"seconds": time.time() - begin})
 
 
 def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float, max_new_tokens: int):
