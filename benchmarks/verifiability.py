@@ -4,7 +4,8 @@ Samples K solutions per problem from a demo start model, labels them with the ta
 trains only LaSeR's class-balanced MSE on r_s (no policy loss, so nothing removes the errors while
 the score learns), with Adam on batches drawn from the training problems' solutions; prints the
 AUROC and F1 of r_s on those and on held-out problems' solutions as training goes. If a kind of
-error stays at AUROC 0.5 here, RL cannot teach the model's last token to see it either;
+error stays at AUROC 0.5 here, RL with the same steps and learning rate will not teach the model's
+last token to see it either;
 docs/demo.md uses it to tell which slips a tiny model learns to see within the demo's budget.
 
     python -m benchmarks.verifiability --model demo_out/start     # a `laser demo` start model
