@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerFast
 
 from benchmarks.common import print_table
 from laser_rl.core import class_balance_weights, reward_token_logps, self_reward_mse, self_reward_scores
@@ -101,9 +101,16 @@ def _warm_start(scratch: Path, args: argparse.Namespace) -> Path:
     return warm_start(scratch / "start", replace(settings, seed=args.seed))
 
 
+Labelled = tuple[list[list[int]], torch.Tensor]  # prompt + response + EOS ids, (N,) verifier labels
+
+
 def _labelled_solutions(
-    model, tokenizer, split: str, args: argparse.Namespace, reward_token_id: int
-) -> tuple[tuple[list[list[int]], torch.Tensor], float]:
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    split: str,
+    args: argparse.Namespace,
+    reward_token_id: int,
+) -> tuple[Labelled, float]:
     """Finished sampled solutions of one split as prompt + response + EOS ids, their verifier labels,
     and the mean log pi(z_c) over them (c_ref, as `laser calibrate` measures it)."""
     count = args.problems if split == "train" else args.held_out
@@ -123,7 +130,16 @@ def _labelled_solutions(
 
 
 @torch.no_grad()
-def _evaluate(model, tokenizer, step, train, held_out, reward_token_id, c_ref, beta) -> list[object]:
+def _evaluate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    step: int,
+    train: Labelled,
+    held_out: Labelled,
+    reward_token_id: int,
+    c_ref: float,
+    beta: float,
+) -> list[object]:
     model.eval()
     row: list[object] = [step]
     for sequences, labels in (train, held_out):
