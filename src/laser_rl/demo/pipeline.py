@@ -27,6 +27,7 @@ from trl import GRPOConfig, GRPOTrainer
 from laser_rl.config import LaserConfig
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.demo.progress import TrainingProgress
 from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
@@ -172,7 +173,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         max_completion_length=max_new_tokens,
         temperature=1.0,
         top_k=0,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # TRL turns it on; a model this small needs no memory saving
         save_strategy="no",
         report_to="none",
         logging_steps=max(1, settings.rl_steps // 20),
@@ -195,6 +196,8 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         trainer = LaserGRPOTrainer(args=args, **arguments)
     else:
         trainer = GRPOTrainer(args=GRPOConfig(**common), **arguments)
+    metrics = ("reward", "laser/auroc") if name == "laser" else ("reward",)
+    TrainingProgress.attach(trainer, f"{name} training", metrics, position=("laser", "grpo").index(name))
     trainer.train()
     trainer.save_model(model_dir)
     (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))

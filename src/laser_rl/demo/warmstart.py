@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from laser_rl.demo.model import build_model, build_tokenizer
+from laser_rl.demo.progress import TrainingProgress
 from laser_rl.demo.task import (
     DEFAULT_DIGITS,
     Problem,
@@ -107,9 +108,9 @@ def warm_start(
         save_strategy="no",
         report_to="none",
         logging_steps=max(1, settings.max_steps // 10),
-        disable_tqdm=True,
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
+    TrainingProgress.attach(trainer, "warm start", ("loss", "mean_token_accuracy"))
     trainer.train()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
