@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from benchmarks.common import print_table
 from laser_rl.core import class_balance_weights, reward_token_logps, self_reward_mse, self_reward_scores
 from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.demo.pipeline import FULL
 from laser_rl.demo.task import max_solution_length, sample_problems, verify
 from laser_rl.demo.warmstart import DEFAULT, WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
@@ -85,7 +86,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--beta", type=float, default=0.25, help="beta_v, as in the demo")
+    parser.add_argument("--beta", type=float, default=FULL.self_reward_beta, help="beta_v (the demo's)")
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
