@@ -104,4 +104,5 @@ def test_shipped_recipes_parse_with_the_paper_settings(name):
     assert (config.self_rewarding_advantage_coef, config.self_rewarding_std_threshold) == (0.1, 0.1)
     assert (config.reasoning_warmup_steps, config.self_reward_warmup_steps) == (200, 200)
     assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
+    assert config.activation_checkpointing  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     assert data_args.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
