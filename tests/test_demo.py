@@ -27,8 +27,11 @@ def test_quick_demo_writes_a_report_with_numbers_in_range(demo_dir):
         assert all(0 <= value <= 1 for key in ("majority", "weighted_majority", "best_of_n") for value in scaling[key])
         # pass@N is the ceiling of every voting rule
         assert all(p >= m - 1e-9 for p, m in zip(scaling["pass_at_n"], scaling["majority"], strict=True))
+        # every wrong solution holds at least one named kind of mistake
+        wrong = round((1 - result["accuracy"]) * result["num_solutions"])
+        assert sum(kind["count"] for kind in result["by_error_kind"].values()) >= wrong
     markdown = (demo_dir / "report.md").read_text()
-    assert "| laser |" in markdown and "self-reward weighted" in markdown
+    assert "| laser |" in markdown and "self-reward weighted" in markdown and "kind of mistake" in markdown
     for name in ("start", "grpo", "laser"):
         assert (demo_dir / "eval" / name / "scaling.png").stat().st_size > 1000
 

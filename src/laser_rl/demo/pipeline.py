@@ -25,21 +25,21 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 from laser_rl.config import LaserConfig
+from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.demo.progress import TrainingProgress
+from laser_rl.demo.report import MODELS, format_number, write_demo_report
 from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
 from laser_rl.demo.warmstart import WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
-from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
+from laser_rl.jsonl import write_jsonl_atomic
 from laser_rl.report import evaluate_records, write_report
 from laser_rl.scoring import self_reward_score_list
 from laser_rl.trainer import LaserGRPOTrainer
-
-MODELS = ("start", "grpo", "laser")
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,10 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
         records = _evaluate(out_dir / name, out_dir / "eval" / f"{name}.jsonl", test_problems, settings, c_ref["mean"])
         results[name] = evaluate_records(records, equivalent=_same_string, seed=settings.seed)
         results[name]["trivial_judge"] = length_format_judge(records)
+        results[name]["by_error_kind"] = score_by_error_kind(test_problems, records)
         write_report(results[name], out_dir / "eval" / name, title=f"laser demo: {name} model")
         accuracy, f1 = results[name]["accuracy"], results[name]["self_verification"]["all"]["f1"]
-        log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {_fmt(f1)}")
+        log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {format_number(f1)}")
 
     summary = {"settings": asdict(settings), "c_ref": c_ref, "models": results}
     write_demo_report(out_dir, summary)
@@ -252,51 +253,6 @@ def _load(model_dir: Path):
 def _same_string(pairs: list[tuple[str, str]]) -> list[bool]:
     """Answers of the task are integers: equal strings are equal answers."""
     return [a == b for a, b in pairs]
-
-
-def write_demo_report(out_dir: Path, summary: dict) -> None:
-    """report.json with every number and report.md with the paper-style tables."""
-    write_text_atomically(out_dir / "report.json", json.dumps(summary, indent=2))
-    models = summary["models"]
-    lines = [
-        "# laser demo",
-        "",
-        f"c_ref = {summary['c_ref']['mean']:.2f} +- {summary['c_ref']['std']:.2f} "
-        f"(start model, {summary['c_ref']['n']} solutions)",
-        "",
-        "## Reasoning and self-verification",
-        "",
-        "| model | accuracy | pass@K | self-verif. F1 | AUROC | acc. on correct | acc. on wrong | ECE |"
-        " trivial judge F1 | trivial judge AUROC |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name in MODELS:
-        result = models[name]
-        verification = result["self_verification"]["all"]
-        pass_at_k = result["pass_at_k"][max(result["pass_at_k"], key=int)]
-        judge = result["trivial_judge"]
-        cells = [result["accuracy"], pass_at_k, verification["f1"], verification["auroc"]]
-        cells += [verification["acc_correct"], verification["acc_wrong"], verification["ece"]]
-        cells += [judge["f1"], judge["auroc"]]
-        lines.append(f"| {name} | " + " | ".join(_fmt(c) for c in cells) + " |")
-    lines += [
-        "",
-        "## Inference-time scaling (accuracy at N samples)",
-        "",
-        "| model | N | majority | self-reward weighted | best-of-N | pass@N |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name in MODELS:
-        scaling = models[name]["scaling"]
-        for i, n in enumerate(scaling["n"]):
-            cells = [scaling[key][i] for key in ("majority", "weighted_majority", "best_of_n", "pass_at_n")]
-            lines.append(f"| {name} | {n} | " + " | ".join(_fmt(c) for c in cells) + " |")
-    lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
-    write_text_atomically(out_dir / "report.md", "\n".join(lines))
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _done(directory: Path) -> bool:

@@ -98,7 +98,7 @@ def sample_problems(
     raise ValueError(f"could not draw {n} distinct {split} problems with digits={digits}")
 
 
-def _columns(problem: Problem) -> list[tuple[int, int]]:
+def columns(problem: Problem) -> list[tuple[int, int]]:
     """Digit pairs, least significant first, the shorter operand padded with zeros."""
     a, b = str(problem.a)[::-1], str(problem.b)[::-1]
     width = max(len(a), len(b))
@@ -109,7 +109,7 @@ def _worked(problem: Problem, slip_column: int | None = None) -> str:
     """The column-by-column working; in ``slip_column`` the carry passed on is the wrong one, and the
     rest of the working follows that carry."""
     lines, digits, carry = [], [], 0
-    for i, (x, y) in enumerate(_columns(problem)):
+    for i, (x, y) in enumerate(columns(problem)):
         shown = f"{x}+{y}" + (f"+{carry}" if carry else "")
         total = x + y + carry
         carry = total // 10 if i != slip_column else 1 - total // 10
@@ -146,7 +146,7 @@ def corrupted_solution(problem: Problem, rng: random.Random) -> str:
     addition; the demo's 2-layer model learns to see a wrong carry, and not a wrong sum, within its
     budget (docs/demo.md).
     """
-    return _worked(problem, slip_column=rng.randrange(len(_columns(problem))))
+    return _worked(problem, slip_column=rng.randrange(len(columns(problem))))
 
 
 def verify(response: str, answer: str) -> float:
