@@ -1,10 +1,12 @@
-"""`laser demo --out DIR [--quick]`: LaSeR end to end on the embedded task, on a CPU."""
+"""`laser demo --out DIR [--quick] [--seed S ...]`: LaSeR end to end on the embedded task, on a CPU."""
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
 from pathlib import Path
+
+from laser_rl.errors import LaserInputError
 
 
 def add_parser(subparsers) -> None:
@@ -13,21 +15,35 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (resumable)")
     parser.add_argument("--quick", action="store_true", help="smaller settings: about 3 minutes instead of 15")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="(0) several seeds run one after the other into DIR/seed-S, then DIR/spread.md gives mean ± std",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     import time
 
     from laser_rl.demo.pipeline import FULL, QUICK, run_demo
+    from laser_rl.demo.report import write_spread_report
 
-    begin = time.time()
-    settings = replace(QUICK if args.quick else FULL, seed=args.seed)
-    summary = run_demo(args.out, settings)
-    laser, grpo = summary["models"]["laser"], summary["models"]["grpo"]
-    print(
-        f"laser demo: done in {time.time() - begin:.0f} s; accuracy start/GRPO/LaSeR "
-        + "/".join(f"{summary['models'][m]['accuracy']:.3f}" for m in ("start", "grpo", "laser"))
-        + f"; self-verification F1 GRPO {grpo['self_verification']['all']['f1'] or 0:.3f}"
-        + f" vs LaSeR {laser['self_verification']['all']['f1'] or 0:.3f}; see {args.out / 'report.md'}"
-    )
+    if len(set(args.seed)) < len(args.seed):
+        raise LaserInputError(f"--seed: a seed is given twice in {args.seed}")
+    summaries = {}
+    for seed in args.seed:
+        begin = time.time()
+        out = args.out if len(args.seed) == 1 else args.out / f"seed-{seed}"
+        summary = summaries[seed] = run_demo(out, replace(QUICK if args.quick else FULL, seed=seed))
+        laser, grpo = summary["models"]["laser"], summary["models"]["grpo"]
+        print(
+            f"laser demo: done in {time.time() - begin:.0f} s; accuracy start/GRPO/LaSeR "
+            + "/".join(f"{summary['models'][m]['accuracy']:.3f}" for m in ("start", "grpo", "laser"))
+            + f"; self-verification F1 GRPO {grpo['self_verification']['all']['f1'] or 0:.3f}"
+            + f" vs LaSeR {laser['self_verification']['all']['f1'] or 0:.3f}; see {out / 'report.md'}"
+        )
+    if len(summaries) > 1:
+        write_spread_report(args.out, summaries)
+        print(f"laser demo: {len(summaries)} seeds, mean ± std in {args.out / 'spread.md'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from laser_rl.jsonl import write_text_atomically
@@ -67,3 +68,77 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
 
 def format_number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def headline_numbers(result: dict) -> dict[str, float | None]:
+    """The numbers of one model's result that the paper compares: accuracy, self-verification, the trivial
+    judge, and voting at the two largest N (8 and 16 in the full demo)."""
+    numbers = {
+        "accuracy": result["accuracy"],
+        "F1": result["self_verification"]["all"]["f1"],
+        "AUROC": result["self_verification"]["all"]["auroc"],
+        "judge AUROC": result["trivial_judge"]["auroc"],
+    }
+    scaling = result["scaling"]
+    for i, n in list(enumerate(scaling["n"]))[-2:]:
+        numbers[f"majority@{n}"] = scaling["majority"][i]
+        numbers[f"weighted@{n}"] = scaling["weighted_majority"][i]
+    numbers[f"best-of-{scaling['n'][-1]}"] = scaling["best_of_n"][-1]
+    return numbers
+
+
+def seed_spread(summaries: dict[int, dict]) -> dict[str, dict[str, dict]]:
+    """Mean, standard deviation (n - 1) and per-seed values of every headline number, per model.
+
+    Args:
+        summaries: {seed: the summary `run_demo` returns}, two seeds or more.
+
+    Returns:
+        {model: {number: {"mean", "std", "seeds": {seed: value}}}}; None values (an AUROC with one
+        class absent) are left out of the mean and std, which are None when fewer than 2 remain.
+    """
+    spread: dict[str, dict[str, dict]] = {}
+    for name in MODELS:
+        per_seed = {seed: headline_numbers(summary["models"][name]) for seed, summary in summaries.items()}
+        spread[name] = {}
+        for number in next(iter(per_seed.values())):
+            values = {seed: numbers[number] for seed, numbers in per_seed.items()}
+            present = [value for value in values.values() if value is not None]
+            enough = len(present) >= 2
+            spread[name][number] = {
+                "mean": statistics.mean(present) if enough else None,
+                "std": statistics.stdev(present) if enough else None,
+                "seeds": values,
+            }
+    return spread
+
+
+def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
+    """spread.json and spread.md: the headline numbers over seeds, as mean ± std and per seed."""
+    spread = seed_spread(summaries)
+    write_text_atomically(out_dir / "spread.json", json.dumps(spread, indent=2))
+    numbers = list(spread["laser"])
+    lines = [
+        f"# laser demo over seeds {', '.join(map(str, summaries))}",
+        "",
+        "Mean ± standard deviation over the seeds; each seed's report is in seed-S/report.md.",
+        "",
+        "| model | " + " | ".join(numbers) + " |",
+        "|---|" + "---|" * len(numbers),
+    ]
+    for name in MODELS:
+        cells = [_mean_std(spread[name][number]) for number in numbers]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| model | seed | " + " | ".join(numbers) + " |", "|---|---|" + "---|" * len(numbers)]
+    for name in MODELS:
+        for seed in summaries:
+            cells = [format_number(spread[name][number]["seeds"][seed]) for number in numbers]
+            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+    write_text_atomically(out_dir / "spread.md", "\n".join(lines) + "\n")
+    return spread
+
+
+def _mean_std(entry: dict) -> str:
+    if entry["mean"] is None:
+        return "n/a"
+    return f"{entry['mean']:.3f} ± {entry['std']:.3f}"

@@ -1,0 +1,64 @@
+"""`laser demo --seed S ...`: one demo per seed, then the spread of the headline numbers."""
+
+import json
+
+import pytest
+
+import laser_rl.demo.pipeline
+from laser_rl.cli import main
+from laser_rl.demo.report import MODELS, seed_spread
+
+
+def fake_summary(accuracy: float, auroc: float | None) -> dict:
+    """A run_demo summary whose models all have these numbers (K = 4 samples: voting at N = 2 and 4)."""
+    result = {
+        "accuracy": accuracy,
+        "self_verification": {"all": {"f1": accuracy / 2, "auroc": auroc}},
+        "trivial_judge": {"auroc": 0.5},
+        "scaling": {
+            "n": [1, 2, 4],
+            "majority": [accuracy, accuracy, 1.0],
+            "weighted_majority": [accuracy, 0.9, 0.95],
+            "best_of_n": [accuracy, 0.8, 0.7],
+        },
+    }
+    return {"models": {name: result for name in MODELS}}
+
+
+def test_seed_spread_gives_mean_and_sample_std_per_number():
+    spread = seed_spread({0: fake_summary(0.5, 0.6), 3: fake_summary(0.7, None), 5: fake_summary(0.9, 0.8)})
+    laser = spread["laser"]
+    assert list(laser) == [
+        "accuracy", "F1", "AUROC", "judge AUROC", "majority@2", "weighted@2", "majority@4", "weighted@4", "best-of-4"
+    ]  # fmt: skip
+    assert laser["accuracy"]["mean"] == pytest.approx(0.7)
+    assert laser["accuracy"]["std"] == pytest.approx(0.2)  # n - 1 in the denominator
+    assert laser["accuracy"]["seeds"] == {0: 0.5, 3: 0.7, 5: 0.9}
+    # an undefined AUROC is left out of the mean, not counted as 0
+    assert laser["AUROC"]["mean"] == pytest.approx(0.7) and laser["AUROC"]["seeds"][3] is None
+    assert laser["best-of-4"] == {"mean": 0.7, "std": 0.0, "seeds": {0: 0.7, 3: 0.7, 5: 0.7}}
+
+
+def test_several_seeds_run_into_their_own_directories_and_write_the_spread(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run_demo(out_dir, settings):
+        calls.append((out_dir, settings.seed))
+        return fake_summary(0.5 + settings.seed / 10, 0.7)
+
+    monkeypatch.setattr(laser_rl.demo.pipeline, "run_demo", fake_run_demo)
+    main(["demo", "--quick", "--out", str(tmp_path), "--seed", "2", "0"])
+    assert calls == [(tmp_path / "seed-2", 2), (tmp_path / "seed-0", 0)]
+    spread = json.loads((tmp_path / "spread.json").read_text())
+    assert spread["grpo"]["accuracy"]["seeds"] == {"2": 0.7, "0": 0.5}
+    markdown = (tmp_path / "spread.md").read_text()
+    assert "| laser | 0.600 ± 0.141 |" in markdown and "| laser | 2 | 0.700 |" in markdown
+    assert "mean ± std in" in capsys.readouterr().out
+
+
+def test_a_seed_given_twice_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--quick", "--out", str(tmp_path), "--seed", "1", "1"])
+    assert exit_info.value.code == 2
+    assert "--seed: a seed is given twice" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
