@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from laser_rl.demo.task import Problem, columns
+from laser_rl.demo.task import Problem, answer_from_working, columns
 from laser_rl.grading import extract_last_boxed
 from laser_rl.metrics import auroc
 
@@ -55,11 +55,11 @@ def error_kinds(problem: Problem, response: str) -> set[str]:
         elif carry_out != total // 10:
             kinds.add(CARRY_SLIP)
         carry = carry_out
-        digits.append(str(total % 10))
+        digits.append(total % 10)
     boxed = extract_last_boxed(last)
     if boxed is None:
         kinds.add(NO_ANSWER)
-    elif boxed != ("".join(reversed(digits + (["1"] if carry else []))).lstrip("0") or "0"):
+    elif boxed != answer_from_working(digits, carry):
         kinds.add(MISCOPIED)
     return kinds
 
@@ -80,7 +80,8 @@ def score_by_error_kind(
         "judged_wrong": share of them scored <= threshold, "auroc": AUROC of the score between the
         right solutions and them (None without right solutions)}}, most frequent kind first.
     """
-    right_scores, wrong = [], []
+    right_scores: list[float] = []
+    counts: dict[str, list[float]] = {}  # kind -> scores of the wrong solutions holding it
     for problem, record in zip(problems, records, strict=True):
         for response, reward, score in zip(
             record["responses"], record["acc_list"], record["self_rewarding_scores"], strict=True
@@ -89,11 +90,8 @@ def score_by_error_kind(
             if reward > 0.5:
                 right_scores.append(score)
             else:
-                wrong.append((error_kinds(problem, response), score))
-    counts: dict[str, list[float]] = {}
-    for kinds, score in wrong:
-        for kind in kinds:
-            counts.setdefault(kind, []).append(score)
+                for kind in error_kinds(problem, response):
+                    counts.setdefault(kind, []).append(score)
     result = {}
     for kind, scores in sorted(counts.items(), key=lambda item: (-len(item[1]), item[0])):
         separation = auroc(

@@ -114,11 +114,14 @@ def _worked(problem: Problem, slip_column: int | None = None) -> str:
         total = x + y + carry
         carry = total // 10 if i != slip_column else 1 - total // 10
         lines.append(f"{shown}={total} c{carry}")
-        digits.append(str(total % 10))
-    if carry:
-        digits.append("1")
-    answer = "".join(reversed(digits)).lstrip("0") or "0"
-    return "\n".join([*lines, f"\\boxed{{{answer}}}"])
+        digits.append(total % 10)
+    return "\n".join([*lines, f"\\boxed{{{answer_from_working(digits, carry)}}}"])
+
+
+def answer_from_working(column_digits: list[int], final_carry: int) -> str:
+    """The answer a working adds up to: its column digits, least significant first, and the last carry."""
+    digits = column_digits + ([1] if final_carry else [])
+    return "".join(str(d) for d in reversed(digits)).lstrip("0") or "0"
 
 
 def solution(problem: Problem) -> str:
