@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser_rl.cli import main
@@ -20,6 +21,7 @@ def test_quick_demo_writes_a_report_with_numbers_in_range(demo_dir):
     report = json.loads((demo_dir / "report.json").read_text())
     assert set(report["models"]) == {"start", "grpo", "laser"}
     assert report["c_ref"]["mean"] < 0
+    assert report["environment"]["torch"] == torch.__version__ and report["environment"]["cpu"]
     for result in report["models"].values():
         assert 0 <= result["accuracy"] <= 1
         scaling = result["scaling"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import platform
 import statistics
 from pathlib import Path
 
@@ -20,6 +22,10 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         "",
         f"c_ref = {summary['c_ref']['mean']:.2f} +- {summary['c_ref']['std']:.2f} "
         f"(start model, {summary['c_ref']['n']} solutions)",
+        "",
+        "Run with " + ", ".join(f"{name} {version}" for name, version in summary["environment"].items()) + ".",
+        "The same seed gives the same numbers with the same software on the same CPU model; other floating-point",
+        "kernels give other numbers (docs/demo.md has the spread over seeds).",
         "",
         "## Reasoning and self-verification",
         "",
@@ -64,6 +70,21 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
             lines.append(f"| {name} | {kind} | {numbers['count']} | " + " | ".join(cells) + " |")
     lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
     write_text_atomically(out_dir / "report.md", "\n".join(lines))
+
+
+def environment() -> dict[str, str]:
+    """What a demo's numbers depend on besides its settings: the library versions and the CPU model."""
+    versions = {name: importlib.metadata.version(name) for name in ("torch", "transformers", "trl")}
+    return {"python": platform.python_version(), **versions, "cpu": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def format_number(value: float | None) -> str:
