@@ -57,10 +57,11 @@ class WarmStartSettings:
     seed: int = 0
 
 
-# Measured on a shared 2-core CPU (one torch thread), test accuracy at temperature 1.0: DEFAULT 250-290 s,
-# 24.3-30.3% over seeds 0-2 (200 problems x 16); QUICK 23% for seed 0 (48 problems x 8). DEFAULT's 2400 steps
-# (1200 give the same accuracy) make a precise start: its errors are nearly all the deliberate carry slip,
-# which the score can learn to see, so RL leaves fewer errors of kinds it cannot (docs/demo.md).
+# Measured on a shared 2-core CPU (one torch thread), test accuracy at temperature 1.0: DEFAULT 250-360 s,
+# 21.3-31.2% over seeds 0-2 on two CPU models (200 problems x 16); QUICK 23% for seed 0 (48 problems x 8).
+# DEFAULT's 2400 steps (1200 give the same accuracy) make a precise start: its errors are nearly all the
+# deliberate carry slip, which the score can learn to see, so RL leaves fewer errors of kinds it cannot
+# (docs/demo.md).
 DEFAULT = WarmStartSettings(
     num_examples=8000, max_steps=2400, batch_size=16, learning_rate=2e-3, num_layers=2, noise=0.7
 )
