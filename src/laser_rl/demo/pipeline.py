@@ -80,54 +80,63 @@ FULL = DemoSettings(
     eval_problems=200,
     eval_samples=16,
 )
+# A smoke run within 3 minutes on 2 slow cores (about 2.5): every stage and phase, too short to learn much.
 QUICK = replace(
     FULL,
     warm_start=QUICK_WARM_START,
-    rl_steps=60,
-    self_reward_warmup_steps=20,
+    rl_steps=40,
+    self_reward_warmup_steps=15,
     calibration_problems=32,
     eval_problems=48,
     eval_samples=8,
 )
 
+# Room past the longest gold solution, so that a model that rambles is truncated rather than cut at its answer.
+MAX_NEW_TOKENS = max_solution_length() + 8
+# The warm start is the one stage that runs alone: two threads make it about 1.5x faster on 2 cores, and gave
+# the same weights as one thread. A constant, not the core count: kernels may split work by thread count.
+WARM_START_THREADS = 2
+
 
 def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every stage; returns the report's numbers."""
-    # One thread: the numbers depend on the thread count, and the tiny model gains little from more.
-    torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = replace(settings, warm_start=replace(settings.warm_start, seed=settings.seed))
     _check_settings(out_dir, settings)
-    max_new_tokens = max_solution_length() + 8
 
     start_dir = out_dir / "start"
     if not _done(start_dir):
         begin = time.time()
+        torch.set_num_threads(WARM_START_THREADS)
         warm_start(start_dir, settings.warm_start)
         _mark_done(start_dir, {"seconds": time.time() - begin})
     log(f"[1/5] warm start: {start_dir} ({_stage_seconds(start_dir):.0f} s)")
 
-    c_ref = _calibrate(start_dir, settings, max_new_tokens)
+    # One thread from here on: the tiny model gains little from more, and each of the two cores runs a model.
+    torch.set_num_threads(1)
+    c_ref = _calibrate(start_dir, settings)
     log(f"[2/5] calibration: c_ref = {c_ref['mean']:.2f} +- {c_ref['std']:.2f} over {c_ref['n']} solutions")
 
-    pending = [name for name in ("laser", "grpo") if not _done(out_dir / name)]
-    stage_args = [(name, start_dir, out_dir / name, settings, c_ref["mean"], max_new_tokens) for name in pending]
-    # The two runs are independent (each trainer seeds itself): with two cores they train side by side,
-    # one thread each, and give the same models as one after the other.
+    # LaSeR and GRPO train from the same start independently (each trainer seeds itself), then each is
+    # evaluated in the process that trained it. With two cores they run side by side, one thread each, and
+    # the start model is evaluated by whichever finishes first: the same models and samples as one after the
+    # other. A model's samples are written last: without them it is still to be trained or evaluated.
+    stages = [(name, out_dir, settings, c_ref["mean"]) for name in ("laser", "grpo", "start")]
+    pending = [stage for stage in stages if not _eval_path(out_dir, stage[0]).is_file()]
     if len(pending) > 1 and (os.cpu_count() or 1) > 1:
-        with ProcessPoolExecutor(len(pending), mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in [pool.submit(_train_stage, *arguments) for arguments in stage_args]:
+        with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in [pool.submit(_model_stage, *arguments) for arguments in pending]:
                 future.result()
     else:
-        for arguments in stage_args:
-            _train_stage(*arguments)
+        for arguments in pending:
+            _model_stage(*arguments)
     for name in ("laser", "grpo"):
         log(f"[3/5] {name} training: {out_dir / name} ({_stage_seconds(out_dir / name):.0f} s)")
 
     test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
     results = {}
     for name in MODELS:
-        records = _evaluate(out_dir / name, out_dir / "eval" / f"{name}.jsonl", test_problems, settings, c_ref["mean"])
+        records = _evaluate(out_dir / name, _eval_path(out_dir, name), test_problems, settings, c_ref["mean"])
         results[name] = evaluate_records(records, equivalent=_same_string, seed=settings.seed)
         results[name]["trivial_judge"] = length_format_judge(records)
         results[name]["by_error_kind"] = score_by_error_kind(test_problems, records)
@@ -141,17 +150,22 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     return summary
 
 
-def _train_stage(
-    name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float, max_new_tokens: int
-):
-    """`_train`, timed and marked done; runs in a worker process as well as in the demo's own."""
+def _model_stage(name: str, out_dir: Path, settings: DemoSettings, c_ref: float) -> None:
+    """Train `name` (unless it is the start model or already trained), then sample its test solutions.
+
+    Runs in a worker process as well as in the demo's own.
+    """
     torch.set_num_threads(1)
-    begin = time.time()
-    _train(name, start_dir, model_dir, settings, c_ref, max_new_tokens)
-    _mark_done(model_dir, {"seconds": time.time() - begin})
+    model_dir = out_dir / name
+    if not _done(model_dir):
+        begin = time.time()
+        _train(name, out_dir / "start", model_dir, settings, c_ref)
+        _mark_done(model_dir, {"seconds": time.time() - begin})
+    test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
+    _evaluate(model_dir, _eval_path(out_dir, name), test_problems, settings, c_ref)
 
 
-def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float, max_new_tokens: int):
+def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float):
     """LaSeR or plain GRPO from the start model: same data, seed, budget and sampling."""
     problems = sample_problems(settings.rl_steps * settings.prompts_per_step, "train", seed=settings.seed + 2)
     common = dict(
@@ -164,7 +178,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         lr_scheduler_type="constant",
         per_device_train_batch_size=settings.prompts_per_step * settings.num_generations,
         num_generations=settings.num_generations,
-        max_completion_length=max_new_tokens,
+        max_completion_length=MAX_NEW_TOKENS,
         temperature=1.0,
         top_k=0,
         activation_checkpointing=False,  # TRL turns it on; a model this small needs no memory saving
@@ -197,7 +211,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
     (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
 
 
-def _calibrate(start_dir: Path, settings: DemoSettings, max_new_tokens: int) -> dict:
+def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
     """c_ref from the start model's own solutions to training problems (cached in start/)."""
     path = start_dir / "c_ref.json"
     if path.is_file():
@@ -206,7 +220,7 @@ def _calibrate(start_dir: Path, settings: DemoSettings, max_new_tokens: int) -> 
     model, tokenizer, reward_token_id = _load(start_dir)
     samples = generate_with_scores(
         model, tokenizer, [p.prompt for p in problems], 4, reward_token_id,
-        max_new_tokens=max_new_tokens, seed=settings.seed, batch_size=64,
+        max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed, batch_size=64,
     )  # fmt: skip
     logps = torch.tensor([s.reward_token_logp for group in samples for s in group if s.finished])
     c_ref = {"mean": logps.mean().item(), "std": logps.std().item(), "n": len(logps)}
@@ -221,7 +235,7 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
     model, tokenizer, reward_token_id = _load(model_dir)
     samples = generate_with_scores(
         model, tokenizer, [p.prompt for p in problems], settings.eval_samples, reward_token_id,
-        max_new_tokens=max_solution_length() + 8, seed=settings.seed + 4, batch_size=128,
+        max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed + 4, batch_size=128,
     )  # fmt: skip
     records = []
     for problem, group in zip(problems, samples, strict=True):
@@ -242,6 +256,10 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(path, records)
     return records
+
+
+def _eval_path(out_dir: Path, name: str) -> Path:
+    return out_dir / "eval" / f"{name}.jsonl"
 
 
 def _load(model_dir: Path):
