@@ -52,6 +52,9 @@ def test_quick_demo_models_reload_like_hub_models(demo_dir):
 def test_quick_demo_resumes_without_redoing_stages(demo_dir, capsys):
     before = (demo_dir / "report.json").read_text()
     stamps = {name: (demo_dir / name / "model.safetensors").stat().st_mtime for name in ("start", "grpo", "laser")}
+    # As if stopped after training, before sampling: the samples are redone, the same, and nothing is retrained.
+    for name in ("start", "laser"):
+        (demo_dir / "eval" / f"{name}.jsonl").unlink()
     main(["demo", "--quick", "--out", str(demo_dir)])
     assert (demo_dir / "report.json").read_text() == before
     assert stamps == {name: (demo_dir / name / "model.safetensors").stat().st_mtime for name in stamps}
