@@ -29,7 +29,7 @@ from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.demo.progress import TrainingProgress
-from laser_rl.demo.report import MODELS, environment, format_number, write_demo_report
+from laser_rl.demo.report import MODELS, demo_targets, environment, format_number, write_demo_report
 from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
@@ -145,6 +145,7 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
         log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {format_number(f1)}")
 
     summary = {"settings": asdict(settings), "environment": environment(), "c_ref": c_ref, "models": results}
+    summary["targets"] = demo_targets(results)
     write_demo_report(out_dir, summary)
     log(f"[5/5] report: {out_dir / 'report.md'}")
     return summary

@@ -42,8 +42,11 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         cells += [verification["acc_correct"], verification["acc_wrong"], verification["ece"]]
         cells += [judge["f1"], judge["auroc"]]
         lines.append(f"| {name} | " + " | ".join(format_number(c) for c in cells) + " |")
+    targets = summary["targets"]
+    lines += ["", "## The demo's targets", "", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in targets]
+    lines += ["", f"{sum(t['met'] for t in targets)} of {len(targets)} met.", ""]
     lines += [
-        "",
         "## Inference-time scaling (accuracy at N samples)",
         "",
         "| model | N | majority | self-reward weighted | best-of-N | pass@N |",
@@ -70,6 +73,54 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
             lines.append(f"| {name} | {kind} | {numbers['count']} | " + " | ".join(cells) + " |")
     lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
     write_text_atomically(out_dir / "report.md", "\n".join(lines))
+
+
+def demo_targets(models: dict) -> list[dict]:
+    """The demo's targets (the paper's shape of results), each measured on this run's models.
+
+    Args:
+        models: {"start" | "grpo" | "laser": the result `evaluate_records` gives, with "trivial_judge"}.
+
+    Returns:
+        [{"target": what is asked, "measured": the numbers, "met": bool}], in the order of the issue's bar;
+        a target whose numbers are undefined (an AUROC with one class absent) is not met.
+    """
+    accuracy = {name: models[name]["accuracy"] for name in MODELS}
+    laser, grpo = models["laser"], models["grpo"]
+    laser_f1, laser_auroc = laser["self_verification"]["all"]["f1"], laser["self_verification"]["all"]["auroc"]
+    grpo_auroc = grpo["self_verification"]["all"]["auroc"]
+    judge_auroc = laser["trivial_judge"]["auroc"]
+    targets = [
+        (
+            "LaSeR accuracy >= GRPO accuracy >= start accuracy",
+            f"{accuracy['laser']:.3f} / {accuracy['grpo']:.3f} / {accuracy['start']:.3f}",
+            accuracy["laser"] >= accuracy["grpo"] >= accuracy["start"],
+        ),
+        ("LaSeR self-verification F1 >= 0.85", format_number(laser_f1), _at_least(laser_f1, 0.85)),
+        ("LaSeR self-verification AUROC >= 0.90", format_number(laser_auroc), _at_least(laser_auroc, 0.90)),
+        (
+            "GRPO's own score near chance (AUROC within 0.1 of 0.5)",
+            format_number(grpo_auroc),
+            grpo_auroc is not None and abs(grpo_auroc - 0.5) <= 0.1,
+        ),
+    ]
+    scaling = laser["scaling"]
+    for i, n in list(enumerate(scaling["n"]))[-2:]:
+        weighted, majority = scaling["weighted_majority"][i], scaling["majority"][i]
+        measured = f"{weighted:.3f} vs {majority:.3f}"
+        targets.append((f"LaSeR weighted voting > majority voting at N = {n}", measured, weighted > majority))
+    targets.append(
+        (
+            "LaSeR's score beats the trivial length/format judge clearly (AUROC by 0.1 or more)",
+            f"{format_number(laser_auroc)} vs {format_number(judge_auroc)}",
+            judge_auroc is not None and _at_least(laser_auroc, judge_auroc + 0.1),
+        )
+    )
+    return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in targets]
+
+
+def _at_least(value: float | None, threshold: float) -> bool:
+    return value is not None and value >= threshold
 
 
 def environment() -> dict[str, str]:
@@ -155,6 +206,11 @@ def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
         for seed in summaries:
             cells = [format_number(spread[name][number]["seeds"][seed]) for number in numbers]
             lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
+    lines += ["", "| seed | targets met | targets missed |", "|---|---|---|"]
+    for seed, summary in summaries.items():
+        targets = demo_targets(summary["models"])
+        missed = "; ".join(t["target"] for t in targets if not t["met"]) or "none"
+        lines.append(f"| {seed} | {sum(t['met'] for t in targets)} of {len(targets)} | {missed} |")
     write_text_atomically(out_dir / "spread.md", "\n".join(lines) + "\n")
     return spread
 
