@@ -2,8 +2,11 @@
 
 import random
 import re
+from dataclasses import replace
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from laser_rl.demo.model import EOS, REWARD_TOKEN, build_tokenizer
@@ -17,7 +20,7 @@ from laser_rl.demo.task import (
     to_dataset,
     verify,
 )
-from laser_rl.demo.warmstart import WarmStartSettings, sample_accuracy, warm_start
+from laser_rl.demo.warmstart import DEFAULT, WarmStartSettings, sample_accuracy, warm_start
 from laser_rl.tokens import check_reward_token_unused, resolve_reward_token
 
 LINE = re.compile(r"(\d)\+(\d)(?:\+(1))?=(\d+) c([01])")
@@ -103,6 +106,21 @@ def test_datasets_have_trl_columns_and_eos():
     assert noisy["completion"] == to_dataset(problems, completions=True, noise=0.5, seed=3)["completion"]
     with pytest.raises(ValueError):
         to_dataset(problems, noise=0.5)
+
+
+def test_warm_start_weights_do_not_depend_on_the_thread_count(tmp_path):
+    """The demo warm-starts on as many threads as it has cores, up to 2: the same seed must give the same model."""
+    settings = replace(DEFAULT, num_examples=160, max_steps=6)
+    threads = torch.get_num_threads()
+    weights = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            weights.append(load_file(warm_start(tmp_path / f"threads-{count}", settings) / "model.safetensors"))
+    finally:
+        torch.set_num_threads(threads)
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 @pytest.fixture(scope="module")

@@ -93,8 +93,8 @@ QUICK = replace(
 
 # Room past the longest gold solution, so that a model that rambles is truncated rather than cut at its answer.
 MAX_NEW_TOKENS = max_solution_length() + 8
-# The warm start is the one stage that runs alone: two threads make it about 1.5x faster on 2 cores, and gave
-# the same weights as one thread. A constant, not the core count: kernels may split work by thread count.
+# The warm start is the one stage that runs alone: two threads make it about 1.4x faster on 2 cores, and give
+# the same weights as one (tests/test_task.py); more threads than cores would stall it.
 WARM_START_THREADS = 2
 
 
@@ -107,7 +107,7 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     start_dir = out_dir / "start"
     if not _done(start_dir):
         begin = time.time()
-        torch.set_num_threads(WARM_START_THREADS)
+        torch.set_num_threads(min(WARM_START_THREADS, os.cpu_count() or 1))
         warm_start(start_dir, settings.warm_start)
         _mark_done(start_dir, {"seconds": time.time() - begin})
     log(f"[1/5] warm start: {start_dir} ({_stage_seconds(start_dir):.0f} s)")
