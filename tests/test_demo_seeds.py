@@ -6,7 +6,7 @@ import pytest
 
 import laser_rl.demo.pipeline
 from laser_rl.cli import main
-from laser_rl.demo.report import MODELS, seed_spread
+from laser_rl.demo.report import MODELS, demo_targets, seed_spread
 
 
 def fake_summary(accuracy: float, auroc: float | None) -> dict:
@@ -22,7 +22,8 @@ def fake_summary(accuracy: float, auroc: float | None) -> dict:
             "best_of_n": [accuracy, 0.8, 0.7],
         },
     }
-    return {"models": {name: result for name in MODELS}}
+    models = {name: result for name in MODELS}
+    return {"models": models, "targets": demo_targets(models)}
 
 
 def test_seed_spread_gives_mean_and_sample_std_per_number():
