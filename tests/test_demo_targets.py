@@ -11,7 +11,12 @@ def result(accuracy, f1=None, auroc=None, judge_auroc=0.5, majority=(0.9, 0.9), 
         "accuracy": accuracy,
         "self_verification": {"all": {"f1": f1, "auroc": auroc}},
         "trivial_judge": {"auroc": judge_auroc},
-        "scaling": {"n": [4, 8, 16], "majority": [0, *majority], "weighted_majority": [0, *weighted]},
+        "scaling": {
+            "n": [4, 8, 16],
+            "majority": [0, *majority],
+            "weighted_majority": [0, *weighted],
+            "best_of_n": [0, 0, 0],
+        },
     }
 
 

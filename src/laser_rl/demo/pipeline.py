@@ -5,7 +5,8 @@ Stages, each written to its own place under the output directory and skipped whe
 1. warm start: a tiny Qwen2 SFT-trained on worked additions (`start/`);
 2. calibration: c_ref = mean log pi(z_c | x, y, EOS) of the start model's own solutions;
 3. LaSeR training (`laser/`) and plain GRPO from the same start, seed and budget (`grpo/`);
-4. evaluation of the three models on the same test problems, K samples each (`eval/*.jsonl`);
+4. evaluation of the three models on the same test problems, K samples each (`eval/*.jsonl`), each
+   trained model's in the process that trained it;
 5. the report: report.md, report.json and plots.
 """
 

@@ -86,34 +86,31 @@ def demo_targets(models: dict) -> list[dict]:
         a target whose numbers are undefined (an AUROC with one class absent) is not met.
     """
     accuracy = {name: models[name]["accuracy"] for name in MODELS}
-    laser, grpo = models["laser"], models["grpo"]
-    laser_f1, laser_auroc = laser["self_verification"]["all"]["f1"], laser["self_verification"]["all"]["auroc"]
-    grpo_auroc = grpo["self_verification"]["all"]["auroc"]
-    judge_auroc = laser["trivial_judge"]["auroc"]
+    laser, grpo_auroc = headline_numbers(models["laser"]), models["grpo"]["self_verification"]["all"]["auroc"]
     targets = [
         (
             "LaSeR accuracy >= GRPO accuracy >= start accuracy",
             f"{accuracy['laser']:.3f} / {accuracy['grpo']:.3f} / {accuracy['start']:.3f}",
             accuracy["laser"] >= accuracy["grpo"] >= accuracy["start"],
         ),
-        ("LaSeR self-verification F1 >= 0.85", format_number(laser_f1), _at_least(laser_f1, 0.85)),
-        ("LaSeR self-verification AUROC >= 0.90", format_number(laser_auroc), _at_least(laser_auroc, 0.90)),
+        ("LaSeR self-verification F1 >= 0.85", format_number(laser["F1"]), _at_least(laser["F1"], 0.85)),
+        ("LaSeR self-verification AUROC >= 0.90", format_number(laser["AUROC"]), _at_least(laser["AUROC"], 0.90)),
         (
             "GRPO's own score near chance (AUROC within 0.1 of 0.5)",
             format_number(grpo_auroc),
             grpo_auroc is not None and abs(grpo_auroc - 0.5) <= 0.1,
         ),
     ]
-    scaling = laser["scaling"]
-    for i, n in list(enumerate(scaling["n"]))[-2:]:
-        weighted, majority = scaling["weighted_majority"][i], scaling["majority"][i]
+    for n in [number.split("@")[1] for number in laser if number.startswith("majority@")]:
+        weighted, majority = laser[f"weighted@{n}"], laser[f"majority@{n}"]
         measured = f"{weighted:.3f} vs {majority:.3f}"
         targets.append((f"LaSeR weighted voting > majority voting at N = {n}", measured, weighted > majority))
+    judge_auroc = laser["judge AUROC"]
     targets.append(
         (
             "LaSeR's score beats the trivial length/format judge clearly (AUROC by 0.1 or more)",
-            f"{format_number(laser_auroc)} vs {format_number(judge_auroc)}",
-            judge_auroc is not None and _at_least(laser_auroc, judge_auroc + 0.1),
+            f"{format_number(laser['AUROC'])} vs {format_number(judge_auroc)}",
+            judge_auroc is not None and _at_least(laser["AUROC"], judge_auroc + 0.1),
         )
     )
     return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in targets]
