@@ -45,6 +45,8 @@ def test_a_run_with_the_papers_shape_meets_every_target():
         (result(0.81, f1=0.86, auroc=0.91, weighted=(0.95, 0.95)), 0.39, {3}),  # GRPO's score below chance
         (result(0.81, f1=0.86, auroc=0.91, weighted=(0.90, 0.95)), 0.55, {4}),  # a tie is not "above"
         (result(0.81, f1=0.86, auroc=0.91, weighted=(0.95, 0.90)), 0.55, {5}),
+        # above by 0.00005: a tie as printed (1.000 vs 1.000), not met
+        (result(0.81, f1=0.86, auroc=0.91, majority=(0.99995, 0.9), weighted=(1.0, 0.95)), 0.55, {4}),
         (result(0.81, f1=0.86, auroc=0.91, judge_auroc=0.82, weighted=(0.95, 0.95)), 0.55, {6}),
     ],
 )

@@ -83,7 +83,8 @@ def demo_targets(models: dict) -> list[dict]:
 
     Returns:
         [{"target": what is asked, "measured": the numbers, "met": bool}], in the order of the issue's bar;
-        a target whose numbers are undefined (an AUROC with one class absent) is not met.
+        a target whose numbers are undefined (an AUROC with one class absent) is not met, and "above" is judged
+        on the numbers as printed (3 decimals).
     """
     accuracy = {name: models[name]["accuracy"] for name in MODELS}
     laser, grpo_auroc = headline_numbers(models["laser"]), models["grpo"]["self_verification"]["all"]["auroc"]
@@ -103,8 +104,11 @@ def demo_targets(models: dict) -> list[dict]:
     ]
     for n in [number.split("@")[1] for number in laser if number.startswith("majority@")]:
         weighted, majority = laser[f"weighted@{n}"], laser[f"majority@{n}"]
+        # "Above" must show in the printed numbers: 1.000 against a majority of 0.99995 (one subsample draw in
+        # 20,000) is a tie on the page and no evidence.
         measured = f"{weighted:.3f} vs {majority:.3f}"
-        targets.append((f"LaSeR weighted voting > majority voting at N = {n}", measured, weighted > majority))
+        above = round(weighted, 3) > round(majority, 3)
+        targets.append((f"LaSeR weighted voting > majority voting at N = {n}", measured, above))
     judge_auroc = laser["judge AUROC"]
     targets.append(
         (
