@@ -276,6 +276,18 @@ def test_phases_follow_the_global_step_across_a_resume(short_answer_model, token
     assert resumed.state.global_step == 4
 
 
+def test_the_same_seed_trains_the_same_model(short_answer_model, tokenizer, tmp_path):
+    """Every phase (RLVR only, + MSE, + self-rewarding advantages), twice from the same model and seed."""
+    models = [copy.deepcopy(short_answer_model) for _ in range(2)]
+    schedule = dict(reasoning_warmup_steps=1, self_reward_warmup_steps=1, max_steps=3, self_reward_loss_coef=1.0)
+    for i, model in enumerate(models):
+        laser_trainer(model, tokenizer, tmp_path / str(i), c_ref=-12.0, **schedule).train()
+    trained, again = (model.state_dict() for model in models)
+    assert any(not torch.equal(trained[name], weights) for name, weights in short_answer_model.state_dict().items())
+    for name, weights in trained.items():
+        assert torch.equal(weights, again[name]), name
+
+
 def test_reward_token_must_be_one_unused_token(short_answer_model, tokenizer, tmp_path):
     with pytest.raises(LaserInputError, match="not a single token"):
         laser_trainer(short_answer_model, tokenizer, tmp_path, reward_token="<|nope|>")
