@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> None:
     import time
 
     from laser_rl.demo.pipeline import FULL, QUICK, run_demo
-    from laser_rl.demo.report import write_spread_report
+    from laser_rl.demo.report import targets_met, write_spread_report
 
     if len(set(args.seed)) < len(args.seed):
         raise LaserInputError(f"--seed: a seed is given twice in {args.seed}")
@@ -38,13 +38,12 @@ def run(args: argparse.Namespace) -> None:
         out = args.out if len(args.seed) == 1 else args.out / f"seed-{seed}"
         summary = summaries[seed] = run_demo(out, replace(QUICK if args.quick else FULL, seed=seed))
         laser, grpo = summary["models"]["laser"], summary["models"]["grpo"]
-        met = [target["met"] for target in summary["targets"]]
         print(
             f"laser demo: done in {time.time() - begin:.0f} s; accuracy start/GRPO/LaSeR "
             + "/".join(f"{summary['models'][m]['accuracy']:.3f}" for m in ("start", "grpo", "laser"))
             + f"; self-verification F1 GRPO {grpo['self_verification']['all']['f1'] or 0:.3f}"
             + f" vs LaSeR {laser['self_verification']['all']['f1'] or 0:.3f}"
-            + f"; targets met {sum(met)} of {len(met)}; see {out / 'report.md'}"
+            + f"; targets met {targets_met(summary['targets'])}; see {out / 'report.md'}"
         )
     if len(summaries) > 1:
         write_spread_report(args.out, summaries)

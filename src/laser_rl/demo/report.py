@@ -45,7 +45,7 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
     targets = summary["targets"]
     lines += ["", "## The demo's targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in targets]
-    lines += ["", f"{sum(t['met'] for t in targets)} of {len(targets)} met.", ""]
+    lines += ["", f"{targets_met(targets)} met.", ""]
     lines += [
         "## Inference-time scaling (accuracy at N samples)",
         "",
@@ -118,6 +118,11 @@ def demo_targets(models: dict) -> list[dict]:
         )
     )
     return [{"target": target, "measured": measured, "met": bool(met)} for target, measured, met in targets]
+
+
+def targets_met(targets: list[dict]) -> str:
+    """How many of `demo_targets`' targets are met, as "k of n"."""
+    return f"{sum(target['met'] for target in targets)} of {len(targets)}"
 
 
 def _at_least(value: float | None, threshold: float) -> bool:
@@ -212,7 +217,7 @@ def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
     for seed, summary in summaries.items():
         targets = summary["targets"]
         missed = "; ".join(t["target"] for t in targets if not t["met"]) or "none"
-        lines.append(f"| {seed} | {sum(t['met'] for t in targets)} of {len(targets)} | {missed} |")
+        lines.append(f"| {seed} | {targets_met(targets)} | {missed} |")
     write_text_atomically(out_dir / "spread.md", "\n".join(lines) + "\n")
     return spread
 
