@@ -109,18 +109,21 @@ def test_datasets_have_trl_columns_and_eos():
 
 
 def test_warm_start_weights_do_not_depend_on_the_thread_count(tmp_path):
-    """The demo warm-starts on as many threads as it has cores, up to 2: the same seed must give the same model."""
+    """The demo warm-starts on as many threads as it has cores, up to 2: the same seed must give the same model
+    on the same thread count, and one that differs by rounding only on another. Bit-identical on the AMD EPYC
+    these tests first ran on; on an Intel Xeon (MKL) 1 and 2 threads differ by about 1e-5 after 6 steps."""
     settings = replace(DEFAULT, num_examples=160, max_steps=6)
     threads = torch.get_num_threads()
     weights = []
     try:
-        for count in (1, 2):
+        for run, count in enumerate((1, 2, 2)):
             torch.set_num_threads(count)
-            weights.append(load_file(warm_start(tmp_path / f"threads-{count}", settings) / "model.safetensors"))
+            weights.append(load_file(warm_start(tmp_path / f"run-{run}", settings) / "model.safetensors"))
     finally:
         torch.set_num_threads(threads)
-    assert weights[0].keys() == weights[1].keys()
-    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert weights[0].keys() == weights[1].keys() == weights[2].keys()
+    assert all(torch.equal(weights[1][name], weights[2][name]) for name in weights[0])
+    assert all(torch.allclose(weights[0][name], weights[1][name], rtol=0, atol=1e-4) for name in weights[0])
 
 
 @pytest.fixture(scope="module")

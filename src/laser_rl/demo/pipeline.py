@@ -95,7 +95,8 @@ QUICK = replace(
 # Room past the longest gold solution, so that a model that rambles is truncated rather than cut at its answer.
 MAX_NEW_TOKENS = max_solution_length() + 8
 # The warm start is the one stage that runs alone: two threads make it about 1.4x faster on 2 cores, and give
-# the same weights as one (tests/test_task.py); more threads than cores would stall it.
+# the same weights as one up to rounding (bit-identical on AMD EPYC, not on Intel Xeon: tests/test_task.py);
+# more threads than cores would stall it.
 WARM_START_THREADS = 2
 
 
