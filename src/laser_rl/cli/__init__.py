@@ -13,7 +13,7 @@ import sys
 
 from laser_rl.errors import LaserInputError
 
-COMMANDS = ["train", "generate", "grade", "score", "eval", "calibrate", "demo"]
+COMMANDS = ["train", "generate", "grade", "score", "eval", "calibrate", "models", "demo"]
 
 
 def main(argv: list[str] | None = None) -> None:
