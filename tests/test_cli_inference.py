@@ -137,7 +137,7 @@ GOOD = b'{"problem": "Q: 1+2=", "answer": "3", "responses": ["3"]}\n'
 GENERATE = "generate --model {model} --data {data} --n 1 --out {out}"
 SCORE = "score {data} {out} --model {model} --c-ref -7"
 BAD_INPUTS = {  # input bytes, command line, what the message says
-    "missing model dir": (GOOD, GENERATE + " --c-ref -7 --model {tmp}/missing", "missing: no such model directory"),
+    "missing model dir": (GOOD, GENERATE + " --c-ref -7 --model {tmp}/missing", "missing: no such model folder"),
     "token not one token": (GOOD, GENERATE + " --c-ref -7 --reward-token abc", "'abc' is not a single token"),
     "token id outside vocab": (
         GOOD,

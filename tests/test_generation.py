@@ -7,12 +7,13 @@ import torch
 
 from laser_rl.demo.model import REWARD_TOKEN, build_model
 from laser_rl.errors import LaserInputError
-from laser_rl.generation import generate_with_scores, load_vllm, render_prompts
+from laser_rl.generation import generate_with_scores, load_vllm
+from laser_rl.prompts import render_prompts
 from laser_rl.scoring import (
     candidate_reward_tokens,
     eos_logprobs,
     last_token_logits,
-    score_solutions,
+    record_logps,
     solution_ids,
 )
 
@@ -68,14 +69,15 @@ def test_in_pass_score_equals_separate_forward(
     flat = [sample for group in samples for sample in group]
     assert any(sample.finished for sample in flat) and not all(sample.finished for sample in flat)
     check_against_forward(short_answer_model, tok, PROMPTS, samples, max_new_tokens=3)
-    # The batched after-the-fact forward (left padding) agrees too.
-    finished = [
-        (prompt, sample) for prompt, group in zip(PROMPTS, samples, strict=True) for sample in group if sample.finished
-    ]
-    scores = score_solutions(
-        short_answer_model, tok, [p for p, _ in finished], [s.text for _, s in finished], z, tok.eos_token_id, 4
-    )
-    assert max(abs(score - s.reward_token_logp) for score, (_, s) in zip(scores, finished, strict=True)) < 1e-4
+    # The batched after-the-fact forward (left padding) agrees too, from the sampled ids or (with this
+    # character-level tokenizer, which encodes text back to the same ids) from the text.
+    for prompt, group in zip(PROMPTS, samples, strict=True):
+        record = {"responses": [s.text for s in group], "finished": [s.finished for s in group]}
+        for given in (record, record | {"response_token_ids": [s.token_ids for s in group]}):
+            logps = record_logps(short_answer_model, tok, given, prompt, z, tok.eos_token_id, 2)
+            for logp, sample in zip(logps, group, strict=True):
+                assert (logp is None) == (not sample.finished)
+                assert logp is None or abs(logp - sample.reward_token_logp) < 1e-4
 
 
 @pytest.mark.parametrize("prompts", [["Q: 12+"], ["Q: 12+", "Q:", "Q: 1+2="]], ids=["alone", "in a batch"])

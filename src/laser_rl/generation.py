@@ -14,7 +14,6 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -32,8 +31,6 @@ from transformers import (
 
 from laser_rl.core import reward_token_logps
 from laser_rl.errors import LaserInputError
-
-DEFAULT_PROMPT_TEMPLATE = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
 
 
 @dataclass(frozen=True)
@@ -55,11 +52,9 @@ class Sample:
 
 
 def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
-    """The tokenizer of model `path` (a directory or a Hub id), padding on the left for generation,
-    with the EOS as pad token when it has none."""
-    looks_local = Path(path).is_absolute() or path.startswith(".") or Path(path).exists()
-    if looks_local and not Path(path).is_dir():
-        raise LaserInputError(f"--model {path}: no such model directory")
+    """The tokenizer of model `path` (a folder or a Hub id; `laser_rl.models.resolve_model` turns names
+    and .gguf files into folders), padding on the left for generation, with the EOS as pad token when
+    it has none."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
@@ -87,28 +82,6 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     if not ids:
         raise LaserInputError("the tokenizer and the model's generation config define no EOS token")
     return ids
-
-
-def render_prompts(
-    tokenizer: PreTrainedTokenizerBase, problems: Sequence[str], template: str, chat: bool
-) -> list[str]:
-    """The text fed to the model for each problem, special tokens included.
-
-    Args:
-        problems: the problem statements.
-        template: text with a `{problem}` placeholder (other braces, as in `\\boxed{}`, are kept).
-        chat: wrap the filled template in the tokenizer's chat template as a user turn, with the
-            assistant's generation prompt, as the authors' evaluation does.
-    """
-    if "{problem}" not in template:
-        raise LaserInputError("--prompt-template must contain {problem}")
-    texts = [template.replace("{problem}", problem) for problem in problems]
-    if not chat:
-        return texts
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
-        for text in texts
-    ]
 
 
 class RewardTokenScorer(LogitsProcessor):
@@ -208,7 +181,7 @@ def generate_with_scores(
     is ignored, but for its EOS ids.
 
     Args:
-        prompts: rendered prompts (see `render_prompts`), tokenized without adding special tokens.
+        prompts: rendered prompts (see `laser_rl.prompts.render_prompts`), tokenized without adding special tokens.
         n: solutions per prompt.
         reward_token_id: id of z_c.
 

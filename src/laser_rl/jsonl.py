@@ -94,8 +94,8 @@ def _json_name(value: Any) -> str:
 
 
 def check_responses(record: dict) -> str | None:
-    """What is wrong with a record's `responses` (a non-empty list of strings) and optional
-    `finished` (booleans, one per response), or None."""
+    """What is wrong with a record's `responses` (a non-empty list of strings), optional `finished`
+    (booleans, one per response) and optional `response_token_ids` (the sampled ids), or None."""
     responses = record.get("responses")
     if not isinstance(responses, list) or not all(isinstance(response, str) for response in responses):
         return "field 'responses' must be a list of strings"
@@ -108,6 +108,13 @@ def check_responses(record: dict) -> str | None:
         or not all(isinstance(flag, bool) for flag in finished)
     ):
         return f"field 'finished' must be a list of {len(responses)} booleans, one per response"
+    token_ids = record.get("response_token_ids")
+    if token_ids is not None and (
+        not isinstance(token_ids, list)
+        or len(token_ids) != len(responses)
+        or not all(isinstance(ids, list) and all(type(i) is int for i in ids) for ids in token_ids)
+    ):
+        return f"field 'response_token_ids' must be a list of {len(responses)} lists of token ids, one per response"
     return None
 
 

@@ -168,7 +168,8 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def _decimal(value: float | None) -> str:
+def format_number(value: float | None) -> str:
+    """Three decimals, or n/a for a metric that is undefined (None)."""
     return "n/a" if value is None else f"{value:.3f}"
 
 
@@ -205,7 +206,7 @@ def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") ->
                 [
                     name,
                     *map(_percent, (metrics["acc_correct"], metrics["acc_wrong"], metrics["f1"])),
-                    *map(_decimal, (metrics["auroc"], metrics["ece"])),
+                    *map(format_number, (metrics["auroc"], metrics["ece"])),
                 ]
                 for name, metrics in (("all", verification["all"]), ("with an answer", verification["answered"]))
             ],
@@ -264,7 +265,7 @@ def _plot_reliability(results: dict[str, Any]) -> Figure:
         label="accuracy",
     )
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
-    ece = _decimal(results["self_verification"]["all"]["ece"])
+    ece = format_number(results["self_verification"]["all"]["ece"])
     ax.set(xlabel="clipped score", ylabel="share correct", xlim=(0, 1), ylim=(0, 1), title=f"ECE {ece}")
     ax.legend()
     return fig

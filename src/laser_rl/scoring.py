@@ -1,30 +1,101 @@
 """Self-reward scores after the fact, and the choice of the reward token z_c and of c_ref.
 
+- `scoring_settings`: z_c, c_ref, beta_v and the prompt settings of a command, from its flags,
+  else from the model folder's laser_config.json, else the defaults.
 - `score_solutions`: log pi(z_c | x, y, EOS) of solutions produced elsewhere, one forward each.
 - `token_stats`: c_ref, the mean (and spread) of log pi_ref(z_c | x, y, EOS) over solutions.
 - `suggest_reward_tokens`: unused special tokens ranked as candidates for z_c.
-- `choose_reward_token` / `resolve_c_ref`: from flags, else from the model directory's
-  laser_config.json (written by `laser calibrate --save`).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from laser_rl.core import self_reward_scores
 from laser_rl.errors import LaserInputError
+from laser_rl.model_settings import model_settings_path, read_model_settings
+from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import resolve_reward_token
 
-LASER_CONFIG = "laser_config.json"
-# Without --reward-token: the demo models' token, else Qwen's <|vision_start|> as the authors used.
+# Without --reward-token or a laser_config.json: the demo models' token, else Qwen's <|vision_start|> as the authors.
 DEFAULT_REWARD_TOKENS = ("<|reward|>", "<|vision_start|>")
+DEFAULT_BETA_V = 0.1
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """What a command needs to score solutions of one model and to prompt it as it was trained.
+
+    Attributes:
+        c_ref: None when it was not needed (`need_c_ref=False`) and is known nowhere.
+    """
+
+    reward_token: str
+    reward_token_id: int
+    c_ref: float | None
+    beta_v: float
+    prompt_template: str
+    chat: bool
+
+
+def scoring_settings(
+    tokenizer: PreTrainedTokenizerBase,
+    model: str,
+    reward_token: str | None = None,
+    c_ref: float | None = None,
+    beta_v: float | None = None,
+    prompt_template: str | None = None,
+    chat: bool | None = None,
+    need_c_ref: bool = True,
+) -> ScoringSettings:
+    """Each setting from its argument, else the model folder's laser_config.json, else the default.
+
+    c_ref from laser_config.json is used only if it was measured for the same reward token.
+    Raises `LaserInputError` naming the file or flag that is wrong, or that c_ref is known nowhere.
+    """
+    stored = read_model_settings(model)
+    where = model_settings_path(model)
+    if reward_token is None and "reward_token" in stored:
+        try:
+            token_id = resolve_reward_token(tokenizer, stored["reward_token"])
+        except LaserInputError as error:
+            raise LaserInputError(f"{where}: {error}") from None
+    else:
+        token_id = _default_or_given_token(tokenizer, reward_token)
+    token = tokenizer.convert_ids_to_tokens(token_id)
+    if c_ref is None and stored.get("c_ref") is not None:
+        if stored.get("reward_token_id", token_id) == token_id and stored.get("reward_token", token) == token:
+            c_ref = float(stored["c_ref"])
+        elif need_c_ref:
+            raise LaserInputError(f"no --c-ref given and {where} has a c_ref for another token; pass --c-ref")
+    if c_ref is None and need_c_ref:
+        raise LaserInputError(
+            f"no --c-ref given and {where} has no c_ref; "
+            f"run `laser calibrate --model {model} --data FILE --save` or pass --c-ref"
+        )
+    beta_v = beta_v or stored.get("self_reward_beta") or DEFAULT_BETA_V
+    template, chat = prompt_settings(tokenizer, stored, prompt_template, chat)
+    return ScoringSettings(token, token_id, c_ref, float(beta_v), template, chat)
+
+
+def _default_or_given_token(tokenizer: PreTrainedTokenizerBase, token: str | None) -> int:
+    if token is None:
+        vocab = tokenizer.get_vocab()
+        token = next((name for name in DEFAULT_REWARD_TOKENS if name in vocab), None)
+        if token is None:
+            raise LaserInputError(
+                f"no --reward-token given, no laser_config.json names one, and the tokenizer has none of "
+                f"{', '.join(DEFAULT_REWARD_TOKENS)}; `laser calibrate --suggest` ranks candidates"
+            )
+    try:
+        return resolve_reward_token(tokenizer, token)
+    except LaserInputError as error:
+        raise LaserInputError(f"--reward-token: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -55,77 +126,20 @@ def token_stats(token: str, token_id: int, logps: torch.Tensor) -> TokenStats:
     return TokenStats(token, token_id, mean.item(), std.item(), logps.numel())
 
 
-def read_laser_config(model: str) -> dict:
-    """The model directory's laser_config.json ({} when there is none)."""
-    path = Path(model) / LASER_CONFIG
-    if not path.is_file():
-        return {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LaserInputError(f"{path}: invalid JSON ({error})") from None
-    if not isinstance(config, dict):
-        raise LaserInputError(f"{path}: expected a JSON object")
-    return config
+def solution_ids(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, response: str | Sequence[int], eos_token_id: int
+) -> list[int]:
+    """prompt + response + EOS as ids, the prompt tokenized as `generate_with_scores` does.
 
-
-def write_laser_config(model: str, stats: TokenStats) -> Path:
-    """Store the reward token and its c_ref in the model directory, for later commands."""
-    path = Path(model) / LASER_CONFIG
-    config = read_laser_config(model) | {
-        "reward_token": stats.token,
-        "reward_token_id": stats.token_id,
-        "c_ref": stats.mean,
-        "c_ref_std": stats.std,
-        "c_ref_solutions": stats.count,
-    }
-    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def choose_reward_token(tokenizer: PreTrainedTokenizerBase, token: str | None, model: str) -> tuple[str, int]:
-    """z_c as (token text, id).
-
-    Args:
-        token: a token's text or an id; None for the model directory's laser_config.json, else
-            the first of DEFAULT_REWARD_TOKENS that the tokenizer has.
-        model: the model directory.
+    A response given as ids (what was sampled, EOS included) is used as it is. A response given as
+    text is encoded again and the tokenizer's EOS appended: with a BPE vocabulary that can give
+    other ids than were sampled (a word split another way, another stop token), hence a slightly
+    different score.
     """
-    token = token or read_laser_config(model).get("reward_token")
-    if token is None:
-        vocab = tokenizer.get_vocab()
-        token = next((name for name in DEFAULT_REWARD_TOKENS if name in vocab), None)
-        if token is None:
-            raise LaserInputError(
-                f"no --reward-token given and the tokenizer has none of {', '.join(DEFAULT_REWARD_TOKENS)}; "
-                "`laser calibrate --suggest` ranks candidates"
-            )
-    token_id = resolve_reward_token(tokenizer, token)
-    return tokenizer.convert_ids_to_tokens(token_id), token_id
-
-
-def resolve_c_ref(model: str, token: str, c_ref: float | None) -> float:
-    """c_ref: the flag, else laser_config.json's value when it was calibrated for `token`."""
-    if c_ref is not None:
-        return c_ref
-    config = read_laser_config(model)
-    if "c_ref" not in config:
-        raise LaserInputError(
-            f"no --c-ref given and {Path(model) / LASER_CONFIG} has no c_ref; "
-            f"run `laser calibrate --model {model} --data FILE --save` or pass --c-ref"
-        )
-    if config.get("reward_token") != token or not isinstance(config["c_ref"], int | float):
-        raise LaserInputError(
-            f"no --c-ref given and the c_ref of {Path(model) / LASER_CONFIG} is not a number "
-            f"calibrated for {token!r}; pass --c-ref"
-        )
-    return float(config["c_ref"])
-
-
-def solution_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str, eos_token_id: int) -> list[int]:
-    """prompt + response + EOS as ids, the prompt tokenized as `generate_with_scores` does."""
-    prompt_ids, response_ids = tokenizer([prompt, response], add_special_tokens=False).input_ids
-    return prompt_ids + response_ids + [eos_token_id]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    if not isinstance(response, str):
+        return prompt_ids + list(response)
+    return prompt_ids + tokenizer(response, add_special_tokens=False).input_ids + [eos_token_id]
 
 
 def last_token_logits(
@@ -160,7 +174,7 @@ def eos_logprobs(
         (N, T) float32 on the CPU: sequence n, token_ids[t].
     """
     columns = torch.tensor(list(token_ids), device=model.device)
-    rows = []
+    rows = [torch.empty(0, len(columns))]  # no sequence at all: (0, T)
     for start in range(0, len(sequences), batch_size):
         logits = last_token_logits(model, tokenizer, sequences[start : start + batch_size])
         rows.append(logits.float().log_softmax(dim=-1)[:, columns].cpu())
@@ -178,18 +192,41 @@ def score_solutions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
-    responses: Sequence[str],
+    responses: Sequence[str | Sequence[int]],
     reward_token_id: int,
     eos_token_id: int,
     batch_size: int = 8,
 ) -> list[float]:
-    """log pi(z_c | x, y, EOS) of each (rendered prompt, response): one short forward per solution,
-    batched."""
+    """log pi(z_c | x, y, EOS) of each (rendered prompt, finished response): one short forward per
+    solution, batched. A response is its sampled ids (EOS included) or its text (see `solution_ids`)."""
     sequences = [
         solution_ids(tokenizer, prompt, response, eos_token_id)
         for prompt, response in zip(prompts, responses, strict=True)
     ]
     return eos_logprobs(model, tokenizer, sequences, [reward_token_id], batch_size)[:, 0].tolist()
+
+
+def record_logps(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    record: dict,
+    prompt: str,
+    reward_token_id: int,
+    eos_token_id: int,
+    batch_size: int = 8,
+) -> list[float | None]:
+    """log pi(z_c | x, y, EOS) of a record's finished responses, None for truncated ones.
+
+    Uses the sampled ids where the record has them (`response_token_ids`, written by `laser
+    generate`), so the score equals the one read during generation; else the responses' text.
+    """
+    finished = record.get("finished") or [True] * len(record["responses"])
+    responses = record.get("response_token_ids") or record["responses"]
+    done = [response for response, is_done in zip(responses, finished, strict=True) if is_done]
+    logps = iter(
+        score_solutions(model, tokenizer, [prompt] * len(done), done, reward_token_id, eos_token_id, batch_size)
+    )
+    return [next(logps) if is_done else None for is_done in finished]
 
 
 def candidate_reward_tokens(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> dict[str, int]:

@@ -4,14 +4,16 @@ c_ref is the mean of log pi_ref(z_c | x, y, EOS) over solutions of the reference
 before LaSeR training); the paper measured it on 300 pairs. The solutions are the records'
 `responses` where they have them, else --n samples of the model per problem; scores are read by
 one forward over each solution, for one token or for every candidate at once. --save stores the
-token and its c_ref in the model directory's laser_config.json, where `laser generate` and
-`laser score` find them.
+token, its c_ref and the prompt settings in the model folder's laser_config.json, where `laser
+train`, `generate`, `score` and `eval` find them. c_ref depends on the prompts: calibrate on the
+prompts you train on.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -22,20 +24,21 @@ from laser_rl.cli.generate import (
     add_sampling_arguments,
     positive_float,
     positive_int,
-    prompts_for,
+    settings_for,
 )
 from laser_rl.errors import LaserInputError
 from laser_rl.generation import eos_token_ids, generate_with_scores, load_model, load_tokenizer
 from laser_rl.jsonl import check_responses, load_records
+from laser_rl.model_settings import read_model_settings, write_model_settings
+from laser_rl.models import resolve_model
+from laser_rl.prompts import prompt_settings, render_prompts
 from laser_rl.scoring import (
     TokenStats,
     candidate_reward_tokens,
-    choose_reward_token,
     eos_logprobs,
     solution_ids,
     suggest_reward_tokens,
     token_stats,
-    write_laser_config,
 )
 from laser_rl.tokens import check_reward_token_unused
 
@@ -44,15 +47,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "calibrate", help="measure c_ref, or rank candidate reward tokens", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--model", required=True, help="the reference model: directory or Hub id")
+    parser.add_argument("--model", required=True, help="the reference model: folder, .gguf file, name or Hub id")
     parser.add_argument("--data", required=True, help="JSONL file with problem (and maybe responses), or a dataset")
     parser.add_argument("--split", default="test", help="dataset split, for --data that is not a file (test)")
     parser.add_argument("--limit", type=positive_int, help="only the first LIMIT problems")
     parser.add_argument("--n", type=positive_int, default=1, help="samples per problem without responses (1)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--token", dest="reward_token", metavar="TOKEN", help=REWARD_TOKEN_HELP)
+    which.add_argument("--reward-token", help=REWARD_TOKEN_HELP)
     which.add_argument("--suggest", action="store_true", help="rank the unused special tokens instead")
     parser.add_argument("--beta-v", type=positive_float, default=0.1, help="to check that Z(x, y) is about 1 (0.1)")
+    parser.set_defaults(c_ref=None)
     parser.add_argument("--save", action="store_true", help="store the (best) token and c_ref in laser_config.json")
     add_prompt_arguments(parser)
     add_sampling_arguments(parser)
@@ -60,13 +64,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     records = load_records(args.data, {"problem": str}, _check_responses_if_any, split=args.split, limit=args.limit)
+    args.model = resolve_model(args.model)
     tokenizer = load_tokenizer(args.model)
-    prompts = prompts_for(args, tokenizer, [record["problem"] for record in records])
+    template, chat = prompt_settings(
+        tokenizer, read_model_settings(args.model), args.prompt_template, args.chat_template
+    )
+    prompts = render_prompts(tokenizer, [record["problem"] for record in records], template, chat)
     if args.suggest:
         # Sampling keeps one unused token out, as it keeps z_c out; any of the candidates does.
         keep_out = next(iter(candidate_reward_tokens(tokenizer, prompts).values()))
     else:
-        token, keep_out = choose_reward_token(tokenizer, args.reward_token, args.model)
+        settings = settings_for(args, tokenizer, need_c_ref=False)
+        reward_token, keep_out = settings.reward_token, settings.reward_token_id
         check_reward_token_unused(tokenizer, keep_out, prompts, args.data)
     model = load_model(args.model)
     sequences, responses = _solutions(args, model, tokenizer, records, prompts, keep_out)
@@ -75,9 +84,8 @@ def run(args: argparse.Namespace) -> None:
         _print_ranking(ranking)
         best = ranking[0]
     else:
-        best = token_stats(
-            token, keep_out, eos_logprobs(model, tokenizer, sequences, [keep_out], args.batch_size)[:, 0]
-        )
+        logps = eos_logprobs(model, tokenizer, sequences, [keep_out], args.batch_size)[:, 0]
+        best = token_stats(reward_token, keep_out, logps)
     print(
         f"{best.token} (id {best.token_id}): c_ref = {best.mean:.4f}, std {best.std:.4f} over {best.count} solutions"
     )
@@ -85,7 +93,16 @@ def run(args: argparse.Namespace) -> None:
     if bound > -5:  # Z(x, y) - 1 ~ pi_ref(z_c) e^(1/beta_v) must be small: e^-13 in the paper, e^-5 at most
         print(f"warning: exp(c_ref + 2 std + 1/beta_v) = {math.exp(bound):.3g} is not << 1, so Z(x, y) ~ 1 fails")
     if args.save:
-        print(f"wrote {write_laser_config(args.model, best)}")
+        stored = {
+            "reward_token": best.token,
+            "reward_token_id": best.token_id,
+            "c_ref": best.mean,
+            "c_ref_std": best.std,
+            "c_ref_solutions": best.count,
+            "prompt_template": template,
+            "chat": chat,
+        }
+        print(f"wrote {write_model_settings(args.model, stored)}")
 
 
 def _check_responses_if_any(record: dict) -> str | None:
@@ -103,13 +120,15 @@ def _solutions(
     """prompt + solution + EOS ids of every finished solution, and the solutions' texts: the
     records' responses where they have them, else --n samples per problem."""
     eos = eos_token_ids(model, tokenizer)[0]
-    sequences, responses = [], []
+    sequences, responses, truncated = [], [], 0
     for record, prompt in zip(records, prompts, strict=True):
         finished = record.get("finished") or [True] * len(record.get("responses", []))
-        for response, done in zip(record.get("responses", []), finished, strict=True):
+        given = record.get("response_token_ids") or record.get("responses", [])
+        for text, response, done in zip(record.get("responses", []), given, finished, strict=True):
             if done:
                 sequences.append(solution_ids(tokenizer, prompt, response, eos))
-                responses.append(response)
+                responses.append(text)
+            truncated += not done
     to_sample = [prompt for record, prompt in zip(records, prompts, strict=True) if "responses" not in record]
     if to_sample:
         sampled = generate_with_scores(
@@ -125,10 +144,13 @@ def _solutions(
             seed=args.seed,
             batch_size=args.batch_size,
         )
-        prompt_ids = tokenizer(to_sample, add_special_tokens=False).input_ids
-        for ids, samples in zip(prompt_ids, sampled, strict=True):
-            sequences += [ids + sample.token_ids for sample in samples if sample.finished]
-            responses += [sample.text for sample in samples if sample.finished]
+        for prompt, samples in zip(to_sample, sampled, strict=True):
+            done = [sample for sample in samples if sample.finished]
+            sequences += [solution_ids(tokenizer, prompt, sample.token_ids, eos) for sample in done]
+            responses += [sample.text for sample in done]
+            truncated += sum(not sample.finished for sample in samples)
+    if truncated:
+        print(f"laser calibrate: left out {truncated} truncated solutions (no EOS, so no score)", file=sys.stderr)
     if not sequences:
         raise LaserInputError(f"--data {args.data}: no finished solution to calibrate on; raise --max-new-tokens")
     return sequences, responses
@@ -141,4 +163,4 @@ def _print_ranking(ranking: Sequence[TokenStats]) -> None:
     for rank, stat in enumerate(ranking, start=1):
         numbers = f"{stat.mean:>9.3f}  {stat.std:>7.3f}  {stat.upper:>9.3f}"
         print(f"{rank:>4}  {stat.token:<{width}}  {stat.token_id:>7}  {numbers}")
-    print(f"use: --reward-token '{ranking[0].token}' (c_ref below)")
+    print(f"use: --reward-token '{ranking[0].token}' (c_ref below), or --save to store both with the model")

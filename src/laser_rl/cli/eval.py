@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", metavar="FILE.jsonl", nargs="?", help="graded, scored records")
     parser.add_argument("--out", required=True, type=Path, help="report directory")
     parser.add_argument("--num-subsets", type=generate.positive_int, default=100, help="subsets per N (100)")
-    parser.add_argument("--model", help="generate with this model first (with --data and --n)")
+    parser.add_argument(
+        "--model", help="generate with this model first (folder, .gguf, name or Hub id), with --data and --n"
+    )
     parser.add_argument("--data", help="problems to generate for")
     parser.add_argument("--split", default="test", help="dataset split, for --data that is not a file (test)")
     parser.add_argument("--n", type=generate.positive_int, help="solutions per problem")
@@ -36,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from laser_rl.grading import MathGrader
     from laser_rl.jsonl import check_responses, read_jsonl
-    from laser_rl.report import build_report
+    from laser_rl.report import build_report, format_number
 
     if args.model:
         if args.input or not (args.data and args.n):
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> None:
     verification = results["self_verification"]["all"]
     print(
         f"laser eval: {results['num_problems']} problems, accuracy {results['accuracy']:.3f}, "
-        f"self-verification F1 {verification['f1'] or 0:.3f}, AUROC {verification['auroc'] or 0:.3f}; "
+        f"self-verification F1 {format_number(verification['f1'])}, AUROC {format_number(verification['auroc'])}; "
         f"report in {args.out / 'report.md'}"
     )

@@ -11,24 +11,26 @@ The argument helpers below are shared by `laser score` and `laser calibrate`.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from functools import partial
 
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from laser_rl.generation import (
-    DEFAULT_PROMPT_TEMPLATE,
     Sample,
     generate_with_scores,
     generate_with_scores_vllm,
     load_model,
     load_tokenizer,
     load_vllm,
-    render_prompts,
 )
 from laser_rl.jsonl import PROBLEM_FIELDS, ResumableWriter, fingerprint, load_records
-from laser_rl.scoring import choose_reward_token, resolve_c_ref, self_reward_score_list
+from laser_rl.models import resolve_model
+from laser_rl.prompts import render_prompts
+from laser_rl.scoring import ScoringSettings, scoring_settings, self_reward_score_list
 from laser_rl.tokens import check_reward_token_unused
 
 
@@ -49,27 +51,30 @@ def _number(kind: Callable[[str], float], low: float, low_open: bool, high: floa
 positive_int = _number(int, 0, low_open=True)
 non_negative_int = _number(int, 0, low_open=False)
 positive_float = _number(float, 0, low_open=True)
-REWARD_TOKEN_HELP = "z_c, as a token or an id (default: laser_config.json's, else <|reward|>, else <|vision_start|>)"
+REWARD_TOKEN_HELP = (
+    "z_c, as a token or an id (default: the model folder's laser_config.json, else <|reward|>, else <|vision_start|>)"
+)
 
 
 def add_reward_arguments(parser: argparse.ArgumentParser) -> None:
     """--reward-token, --c-ref and --beta-v."""
     parser.add_argument("--reward-token", help=REWARD_TOKEN_HELP)
     parser.add_argument(
-        "--c-ref", type=float, help="log pi_ref(z_c | x, y) (default: laser_config.json's, from `laser calibrate`)"
+        "--c-ref", type=float, help="log pi_ref(z_c | x, y) (default: laser_config.json's, from training or calibrate)"
     )
-    parser.add_argument("--beta-v", type=positive_float, default=0.1, help="beta_v (0.1)")
+    parser.add_argument("--beta-v", type=positive_float, help="beta_v (default: laser_config.json's, else 0.1)")
 
 
 def add_prompt_arguments(parser: argparse.ArgumentParser) -> None:
     """--prompt-template and --chat-template / --no-chat-template."""
     parser.add_argument(
-        "--prompt-template", default=DEFAULT_PROMPT_TEMPLATE, help="the user turn; {problem} is replaced"
+        "--prompt-template",
+        help="the user turn; {problem} is replaced (default: laser_config.json's, else a step-by-step \\boxed{} one)",
     )
     parser.add_argument(
         "--chat-template",
         action=argparse.BooleanOptionalAction,
-        help="wrap the prompt in the tokenizer's chat template (default: when it has one)",
+        help="wrap the prompt in the tokenizer's chat template (default: laser_config.json's, else when it has one)",
     )
 
 
@@ -87,10 +92,25 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def prompts_for(args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase, problems: Sequence[str]) -> list[str]:
-    """The rendered prompts, as --prompt-template and --chat-template say."""
-    chat = args.chat_template if args.chat_template is not None else tokenizer.chat_template is not None
-    return render_prompts(tokenizer, problems, args.prompt_template, chat)
+def settings_for(
+    args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase, need_c_ref: bool = True
+) -> ScoringSettings:
+    """z_c, c_ref, beta_v and the prompt settings: the flags, else the model folder's, else the defaults."""
+    return scoring_settings(
+        tokenizer,
+        args.model,
+        reward_token=args.reward_token,
+        c_ref=getattr(args, "c_ref", None),
+        beta_v=getattr(args, "beta_v", None),
+        prompt_template=args.prompt_template,
+        chat=args.chat_template,
+        need_c_ref=need_c_ref,
+    )
+
+
+def prompts_for(settings: ScoringSettings, tokenizer: PreTrainedTokenizerBase, problems: Sequence[str]) -> list[str]:
+    """The rendered prompts, as the settings say."""
+    return render_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -113,25 +133,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     problems = load_records(args.data, PROBLEM_FIELDS, split=args.split, limit=args.limit)
+    args.model = resolve_model(args.model)
     tokenizer = load_tokenizer(args.model)
-    token, token_id = choose_reward_token(tokenizer, args.reward_token, args.model)
-    c_ref = resolve_c_ref(args.model, token, args.c_ref)
-    prompts = prompts_for(args, tokenizer, [problem["problem"] for problem in problems])
-    check_reward_token_unused(tokenizer, token_id, prompts, args.data)
-    sample = _sampler(args, tokenizer, token_id)
-    settings = vars(args) | {"data_fingerprint": fingerprint(problems), "reward_token_id": token_id, "c_ref": c_ref}
+    settings = settings_for(args, tokenizer)
+    prompts = prompts_for(settings, tokenizer, [problem["problem"] for problem in problems])
+    check_reward_token_unused(tokenizer, settings.reward_token_id, prompts, args.data)
+    sample = _sampler(args, tokenizer, settings.reward_token_id)
+    resume_settings = vars(args) | asdict(settings) | {"data_fingerprint": fingerprint(problems)}
     # Problems are sampled in fixed windows, each seeded from its first row, so a resumed run
     # redoes whole windows and gets the samples an uninterrupted run gets.
     per_window = max(1, args.batch_size // args.n)
     windows = [range(start, min(start + per_window, len(problems))) for start in range(0, len(problems), per_window)]
-    with ResumableWriter(args.out, settings) as writer:
+    with ResumableWriter(args.out, resume_settings) as writer:
         todo = [window for window in windows if any(index not in writer.records for index in window)]
         for window in tqdm(todo, desc="generate", unit="batch"):
             samples = sample(prompts[window.start : window.stop], seed=(args.seed << 32) + window.start * args.n)
             for index, solutions in zip(window, samples, strict=True):
                 if index not in writer.records:
-                    writer.write(index, _record(problems[index], solutions, c_ref, args.beta_v))
+                    writer.write(index, _record(problems[index], solutions, settings.c_ref, settings.beta_v))
         writer.finish()
+        records = list(writer.records.values())
+    finished = [done for record in records for done in record["finished"]]
+    print(
+        f"laser generate: {len(records)} problems x {args.n} solutions, {sum(finished)} finished "
+        f"({len(finished) - sum(finished)} truncated at {args.max_new_tokens} tokens, no score); "
+        f"z_c {settings.reward_token!r}, c_ref {settings.c_ref:.3f}, beta_v {settings.beta_v}; wrote {args.out}",
+        file=sys.stderr,
+    )
 
 
 def _sampler(
@@ -157,6 +185,7 @@ def _record(problem: dict, samples: Sequence[Sample], c_ref: float, beta_v: floa
     return problem | {
         "responses": [sample.text for sample in samples],
         "finished": [sample.finished for sample in samples],
+        "response_token_ids": [sample.token_ids for sample in samples],
         "reward_token_logps": logps,
         "self_rewarding_scores": self_reward_score_list(logps, c_ref, beta_v),
     }

@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from laser_rl.jsonl import write_text_atomically
+from laser_rl.report import format_number
 
 MODELS = ("start", "grpo", "laser")
 
@@ -142,10 +143,6 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
-
-
-def format_number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def headline_numbers(result: dict) -> dict[str, float | None]:

@@ -1,0 +1,69 @@
+"""What a model folder carries to be scored with: `laser_config.json`.
+
+`laser calibrate --save` writes the reward token and c_ref there; `LaserGRPOTrainer` writes it into
+every checkpoint and the final model folder with beta_v and the prompt settings it trained with.
+The trainer and every command read it as their defaults, so train and test cannot drift apart:
+
+| key | meaning |
+|---|---|
+| reward_token, reward_token_id | z_c |
+| c_ref (c_ref_std, c_ref_solutions) | log pi_ref(z_c \\| x, y), and how it was measured |
+| self_reward_beta | beta_v |
+| prompt_template, chat | how problems became prompts (see `laser_rl.prompts`) |
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from laser_rl.errors import LaserInputError
+
+LASER_CONFIG = "laser_config.json"
+_TYPES = {
+    "reward_token": (str,),
+    "reward_token_id": (int,),
+    "c_ref": (int, float),
+    "c_ref_std": (int, float),
+    "c_ref_solutions": (int,),
+    "self_reward_beta": (int, float),
+    "prompt_template": (str,),
+    "chat": (bool,),
+}
+
+
+def read_model_settings(model: str | Path | None) -> dict:
+    """The model folder's laser_config.json, checked field by field ({} when there is none).
+
+    Raises `LaserInputError` naming the file and field for invalid JSON or a mistyped value.
+    """
+    path = Path(model) / LASER_CONFIG if model else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LaserInputError(f"{path}: invalid JSON ({error})") from None
+    if not isinstance(settings, dict):
+        raise LaserInputError(f"{path}: expected a JSON object")
+    for key, types in _TYPES.items():
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            raise LaserInputError(f"{path}: field '{key}' has the wrong type ({value!r})")
+    if "{problem}" not in settings.get("prompt_template", "{problem}"):
+        raise LaserInputError(f"{path}: field 'prompt_template' must contain {{problem}}")
+    return settings
+
+
+def write_model_settings(model: str | Path, settings: dict) -> Path:
+    """Merge `settings` into the folder's laser_config.json (written atomically); None values are left out."""
+    from laser_rl.jsonl import write_text_atomically
+
+    path = Path(model) / LASER_CONFIG
+    merged = read_model_settings(model) | {key: value for key, value in settings.items() if value is not None}
+    write_text_atomically(path, json.dumps(merged, indent=2) + "\n")
+    return path
+
+
+def model_settings_path(model: str | Path) -> Path:
+    return Path(model) / LASER_CONFIG

@@ -1,0 +1,91 @@
+"""Resolving models (names, .gguf files, folders) and the settings a model folder carries: no download here."""
+
+import json
+
+import pytest
+
+from laser_rl.errors import LaserInputError
+from laser_rl.model_settings import LASER_CONFIG, read_model_settings, write_model_settings
+from laser_rl.models import MODELS, PULL_RECORD, pull, resolve_model
+from laser_rl.prompts import DEFAULT_PROMPT_TEMPLATE
+from laser_rl.scoring import scoring_settings
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LASER_RL_CACHE", str(tmp_path / "cache"))
+
+
+def test_folders_and_hub_ids_pass_through_and_missing_paths_are_named(tmp_path):
+    assert resolve_model(str(tmp_path)) == str(tmp_path)
+    assert resolve_model("Qwen/Qwen2.5-7B") == "Qwen/Qwen2.5-7B"
+    for missing in (str(tmp_path / "absent"), "./runs/absent", "runs/a/absent"):
+        with pytest.raises(LaserInputError, match="no such model folder"):
+            resolve_model(missing)
+    with pytest.raises(LaserInputError, match="no such .gguf file"):
+        resolve_model(str(tmp_path / "absent.gguf"))
+
+
+def test_a_gguf_that_is_not_a_model_is_one_clear_error_and_leaves_nothing(tmp_path):
+    bogus = tmp_path / "notes.gguf"
+    bogus.write_bytes(b"GGUF but not really a model")
+    with pytest.raises(LaserInputError, match="notes.gguf: not a GGUF model"):
+        resolve_model(str(bogus))
+    assert not list((tmp_path / "cache" / "gguf").glob(f"*/{PULL_RECORD}"))
+
+
+def test_an_interrupted_pull_is_started_again_never_loaded(tmp_path, monkeypatch):
+    import laser_rl.models
+
+    name = next(iter(MODELS))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"stand-in")
+    monkeypatch.setattr(laser_rl.models, "_installed_gguf", lambda spec: gguf)
+
+    def killed_half_way(source, out, record):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(laser_rl.models, "convert_gguf", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        pull(name, log=lambda message: None)
+    target = tmp_path / "cache" / "models" / name
+    assert not target.exists()  # only the staging folder holds the half-written weights
+
+    def converted(source, out, record):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.safetensors").write_bytes(b"whole")
+        (out / PULL_RECORD).write_text(json.dumps(record))
+
+    monkeypatch.setattr(laser_rl.models, "convert_gguf", converted)
+    assert pull(name, log=lambda message: None) == target
+    assert (target / "model.safetensors").read_bytes() == b"whole"
+    assert not target.with_name(target.name + ".partial").exists()
+    monkeypatch.setattr(laser_rl.models, "convert_gguf", killed_half_way)
+    assert pull(name, log=lambda message: None) == target  # idempotent: nothing is converted again
+
+
+def test_model_settings_merge_and_name_the_file_and_field(tmp_path):
+    write_model_settings(tmp_path, {"reward_token": "<|reward|>", "c_ref": -7.0})
+    write_model_settings(tmp_path, {"self_reward_beta": 0.2, "c_ref": None})
+    assert read_model_settings(tmp_path) == {"reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2}
+    (tmp_path / LASER_CONFIG).write_text('{"c_ref": "low"}')
+    with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: field 'c_ref'"):
+        read_model_settings(tmp_path)
+
+
+def test_scoring_settings_come_from_flags_then_the_folder_then_defaults(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    defaults = scoring_settings(tokenizer, str(tmp_path), need_c_ref=False)
+    assert (defaults.reward_token, defaults.c_ref, defaults.beta_v) == ("<|reward|>", None, 0.1)
+    assert (defaults.prompt_template, defaults.chat) == (DEFAULT_PROMPT_TEMPLATE, False)
+    stored = {"reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2, "prompt_template": "Q: {problem}="}
+    write_model_settings(tmp_path, stored)
+    from_folder = scoring_settings(tokenizer, str(tmp_path))
+    assert (from_folder.c_ref, from_folder.beta_v, from_folder.prompt_template) == (-7.0, 0.2, "Q: {problem}=")
+    flags = scoring_settings(tokenizer, str(tmp_path), c_ref=-3.0, beta_v=0.5, prompt_template="{problem}")
+    assert (flags.c_ref, flags.beta_v, flags.prompt_template) == (-3.0, 0.5, "{problem}")
+    write_model_settings(tmp_path, {"reward_token": "<|absent|>"})
+    with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: .*not a single token"):
+        scoring_settings(tokenizer, str(tmp_path))
