@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+DEFAULT_REWARD_TOKEN = "<|vision_start|>"  # Qwen2.5's, as the authors
+
 
 @dataclass
 class LaserConfig(GRPOConfig):
@@ -15,12 +17,14 @@ class LaserConfig(GRPOConfig):
     class-balanced loss, 200 + 200 warm-up steps, reward token `<|vision_start|>` (Qwen2.5).
 
     Parameters:
-        reward_token (`str`): the token z_c whose log-prob right after the EOS is the self-reward
-            score, as a token string (`"<|vision_start|>"`) or an id (`"151652"`). It must be a
-            single token of the tokenizer that the data never uses.
+        reward_token (`str` or `None`): the token z_c whose log-prob right after the EOS is the
+            self-reward score, as a token string (`"<|vision_start|>"`) or an id (`"151652"`). It
+            must be a single token of the tokenizer that the data never uses. `None`: the model
+            folder's laser_config.json, else `<|vision_start|>`.
         c_ref (`float` or `None`): the constant log pi_ref(z_c | x, y) (`laser calibrate` measures
-            it; about -23 for Qwen2.5-7B). If `None`, an exact mode reads it from a frozen
-            reference model at every step, at the cost of one more forward pass.
+            it; about -23 for Qwen2.5-7B). `None`: the model folder's laser_config.json when it was
+            calibrated for the same token, else an exact mode reads it from a frozen reference
+            model at every step, at the cost of one more forward pass.
         self_reward_loss_coef (`float`): alpha, weight of the self-reward MSE in the loss.
         self_reward_beta (`float`): beta_v, r_s = beta_v * (log pi(z_c | x, y) - c_ref).
         self_reward_class_balance (`bool`): weight the MSE by N / (2 N_class) per class.
@@ -31,15 +35,19 @@ class LaserConfig(GRPOConfig):
         self_reward_warmup_steps (`int`): steps with the MSE before the advantages are mixed.
     """
 
-    reward_token: str = field(
-        default="<|vision_start|>",
-        metadata={"help": "Reward token z_c, as a token string or an id; a single token the data never uses."},
+    reward_token: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reward token z_c, as a token string or an id; a single token the data never uses. Default: the "
+            f"model folder's laser_config.json (from `laser calibrate --save`), else {DEFAULT_REWARD_TOKEN}."
+        },
     )
     c_ref: float | None = field(
         default=None,
         metadata={
-            "help": "Constant log pi_ref(z_c | x, y), e.g. -23 for Qwen2.5 (see `laser calibrate`). If unset, it is "
-            "read from a frozen reference model at every step (exact mode, one more forward pass)."
+            "help": "Constant log pi_ref(z_c | x, y), e.g. -23 for Qwen2.5 (see `laser calibrate`). Default: the "
+            "model folder's laser_config.json when calibrated for the same token, else it is read from a frozen "
+            "reference model at every step (exact mode, one more forward pass)."
         },
     )
     self_reward_loss_coef: float = field(default=0.1, metadata={"help": "alpha: weight of the self-reward MSE."})
@@ -64,7 +72,8 @@ class LaserConfig(GRPOConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self.reward_token = str(self.reward_token)  # YAML reads a bare id as an int
+        if self.reward_token is not None:
+            self.reward_token = str(self.reward_token)  # YAML reads a bare id as an int
         if self.c_ref is not None and self.c_ref > 0:
             raise ValueError(f"c_ref must be a log-probability (<= 0), got {self.c_ref}")
         for name in ("self_reward_loss_coef", "self_reward_beta", "self_rewarding_std_threshold"):

@@ -8,6 +8,7 @@ from pathlib import Path
 from datasets import Dataset, load_dataset
 
 from laser_rl.errors import LaserInputError
+from laser_rl.prompts import fill_template
 
 _LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
@@ -24,19 +25,29 @@ class DataArguments:
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
     problem_column: str = field(default="problem", metadata={"help": "Column holding the problem text."})
     answer_column: str = field(default="answer", metadata={"help": "Column holding the reference answer."})
-    prompt_template: str = field(
-        default="{problem}",
-        metadata={"help": "Prompt text in which {problem} is replaced by the problem; other braces stay."},
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt text in which {problem} is replaced by the problem; other braces stay. Default: the model "
+            "folder's laser_config.json, else the step-by-step \\boxed{} prompt (laser_rl.prompts)."
+        },
     )
-    chat: bool = field(
-        default=False,
-        metadata={"help": "Send prompts as chat messages, so that TRL applies the tokenizer's chat template."},
+    chat: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Send prompts as chat messages, so that TRL applies the tokenizer's chat template. Default: the "
+            "model folder's laser_config.json, else on when the tokenizer has a chat template."
+        },
     )
     max_samples: int | None = field(default=None, metadata={"help": "Keep only the first N problems."})
 
 
-def load_problems(args: DataArguments) -> Dataset:
+def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
     """A dataset with TRL's `prompt` column and an `answer` column for the reward function.
+
+    Prompts are `template` filled with the problem, as one user message when `chat` (TRL then applies
+    the chat template as `laser_rl.prompts.render_prompts` does); see `laser_rl.prompts.prompt_settings`
+    for the defaults of both.
 
     Raises `LaserInputError` naming the file or dataset when it is missing, empty, or lacks a column.
     """
@@ -61,15 +72,13 @@ def load_problems(args: DataArguments) -> Dataset:
             raise LaserInputError(f"{args.dataset}: no column '{column}' (columns: {', '.join(data.column_names)})")
     if len(data) == 0:
         raise LaserInputError(f"{args.dataset}: no problems")
-    if "{problem}" not in args.prompt_template:
-        raise LaserInputError(f"prompt_template: must contain {{problem}}, got {args.prompt_template!r}")
     if args.max_samples is not None:
         data = data.select(range(min(args.max_samples, len(data))))
 
     def to_prompt(row: dict) -> dict:
-        text = args.prompt_template.replace("{problem}", str(row[args.problem_column]))
+        text = fill_template(template, str(row[args.problem_column]))
         return {
-            "prompt": [{"role": "user", "content": text}] if args.chat else text,
+            "prompt": [{"role": "user", "content": text}] if chat else text,
             "answer": str(row[args.answer_column]),
         }
 

@@ -15,6 +15,7 @@ What changes against GRPO, and where:
 from __future__ import annotations
 
 import copy
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -26,7 +27,7 @@ from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, use_adapter
 
-from laser_rl.config import LaserConfig
+from laser_rl.config import DEFAULT_REWARD_TOKEN, LaserConfig
 from laser_rl.core import (
     LaserPhase,
     class_balance_weights,
@@ -37,7 +38,10 @@ from laser_rl.core import (
     self_reward_scores,
     self_rewarding_advantages,
 )
+from laser_rl.errors import LaserInputError
 from laser_rl.metrics import self_verification_metrics
+from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
+from laser_rl.models import resolve_model
 from laser_rl.tokens import resolve_reward_token
 
 # Keys of a generation batch that `_get_per_token_logps_and_entropies` takes for multimodal models.
@@ -62,28 +66,63 @@ class LaserGRPOTrainer(GRPOTrainer):
 
     Takes the arguments of `trl.GRPOTrainer`; `args` is a [`LaserConfig`]. The reward functions
     give the verifier reward r_v (their weighted sum, in [0, 1]), e.g. `laser_rl.math_reward`.
+    `model` may also be a `.gguf` file or a name from `laser_rl.models.MODELS`.
+
+    A `reward_token` or `c_ref` left unset in `args` is read from the model folder's
+    laser_config.json (written by `laser calibrate --save` or by an earlier LaSeR run), and set in
+    `args`. Every save (checkpoints and `save_model`) writes laser_config.json with z_c, c_ref,
+    beta_v and `prompt_settings`, so that the saved model carries what scoring it needs.
     """
 
     _tag_names = ["trl", "grpo", "laser"]
     _name = "LaSeR"
+    _paper = {
+        "title": "LaSeR: Reinforcement Learning with Last-Token Self-Rewarding",
+        "id": "2510.14943",
+        "citation": textwrap.dedent("""\
+            @inproceedings{yang2026laser,
+                title        = {{LaSeR: Reinforcement Learning with Last-Token Self-Rewarding}},
+                author       = {Wenkai Yang and Weijie Liu and Ruobing Xie and Yiju Guo and Lulu Wu and
+                                Saiyong Yang and Yankai Lin},
+                booktitle    = {International Conference on Learning Representations},
+                year         = 2026,
+                eprint       = {arXiv:2510.14943},
+            }"""),
+    }
 
     def __init__(self, model: str | PreTrainedModel, reward_funcs, args: LaserConfig | None = None, **kwargs):
+        if isinstance(model, str):
+            model = resolve_model(model)
         if args is None:
             name = model if isinstance(model, str) else model.config._name_or_path
             args = LaserConfig(f"{name.split('/')[-1]}-LaSeR")
         if not isinstance(args, LaserConfig):
             raise TypeError(f"args must be a LaserConfig, got {type(args).__name__}")
+        model_folder = model if isinstance(model, str) else model.config._name_or_path
+        stored = read_model_settings(model_folder)
+        token_source = "reward_token" if args.reward_token is not None or "reward_token" not in stored else None
+        args.reward_token = args.reward_token or stored.get("reward_token") or DEFAULT_REWARD_TOKEN
+        if args.c_ref is None and stored.get("c_ref") is not None and stored.get("reward_token") == args.reward_token:
+            args.c_ref = float(stored["c_ref"])
         # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
         needs_reference = args.c_ref is None and args.beta == 0.0 and not _is_peft(model, kwargs)
         reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
-        self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
+        try:
+            self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
+        except LaserInputError as error:
+            where = token_source or model_settings_path(model_folder)
+            raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
         self.pad_token_id = self._tokenizer.pad_token_id
         _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
+        self.prompt_settings: dict = {}  # how problems became prompts (template, chat), saved with the model
         self._reward_token_logps: list[torch.Tensor] = []  # one entry per forward, in call order
         self._rewards_per_func: torch.Tensor | None = None
+        # Exact mode: sum and count of the reference's log pi_ref(z_c) over finished rollouts, so that a
+        # saved model carries a c_ref to be scored with.
+        self._reference_logp_sum, self._reference_logp_count = 0.0, 0
 
     # --- the score, from the forward that computes the policy log-probs ---------------------------
 
@@ -193,6 +232,9 @@ class LaserGRPOTrainer(GRPOTrainer):
             if reference_logps is None:
                 reference_logps = self._rollout_reward_token_logps(output, reference=True)
             output["reference_reward_token_logps"] = reference_logps
+            if mode == "train":
+                self._reference_logp_sum += gather(reference_logps.masked_fill(~finished, 0.0)).sum().item()
+                self._reference_logp_count += int(all_finished.sum().item())
 
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
         self._metrics[mode]["laser/phase"].append(float(phase))
@@ -282,6 +324,29 @@ class LaserGRPOTrainer(GRPOTrainer):
         for name, value in values.items():
             if value == value:  # NaN where a class is absent: leave it out of the logged average
                 self._metrics[mode][f"laser/{name}"].append(value)
+
+    # --- saving: the model folder carries what scoring it needs -----------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            write_model_settings(output_dir or self.args.output_dir, self.model_settings())
+
+    def model_settings(self) -> dict:
+        """What laser_config.json holds for this model: z_c, c_ref, beta_v and the prompt settings.
+
+        In exact mode c_ref is the mean log pi_ref(z_c | x, y) over the finished rollouts seen so far.
+        """
+        c_ref = self.args.c_ref
+        if c_ref is None and self._reference_logp_count:
+            c_ref = self._reference_logp_sum / self._reference_logp_count
+        return {
+            "reward_token": self._tokenizer.convert_ids_to_tokens(self.reward_token_id),
+            "reward_token_id": self.reward_token_id,
+            "c_ref": c_ref,
+            "self_reward_beta": self.args.self_reward_beta,
+            **self.prompt_settings,
+        }
 
     def _prepare_reference(self, reference: PreTrainedModel | None) -> torch.nn.Module:
         """A frozen copy of the initial policy for exact mode, placed like TRL places its ref model."""

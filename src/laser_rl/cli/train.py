@@ -1,15 +1,26 @@
 """`laser train --config recipe.yaml [--field value ...]`: LaSeR training, runnable under accelerate.
 
 Every field of `LaserConfig` (hence of TRL's `GRPOConfig`), of `DataArguments` and of TRL's
-`ModelConfig` can be set in the YAML file or as a flag; flags win.
+`ModelConfig` can be set in the YAML file or as a flag (`--reward_token` or `--reward-token`); flags
+win. The model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. What
+the recipe leaves unset among the reward token, c_ref and the prompt settings comes from the model
+folder's laser_config.json (`laser calibrate --save`), and the saved model and every checkpoint
+carry all of them.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from laser_rl.errors import LaserInputError
+
+# Deprecation notices of the libraries underneath, about settings a `laser train` user does not choose.
+_QUIET = [
+    (FutureWarning, r"trl|transformers|accelerate|torch"),
+    (UserWarning, r"torch\.utils\.checkpoint|None of the inputs have requires_grad"),
+]
 
 
 def add_parser(subparsers) -> None:
@@ -21,11 +32,17 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    for category, module in _QUIET:
+        warnings.filterwarnings("ignore", category=category, module=module)
+    from transformers import AutoTokenizer
     from trl import ModelConfig, TrlParser, get_peft_config
 
     from laser_rl.config import LaserConfig
     from laser_rl.data import DataArguments, load_problems
     from laser_rl.grading import math_reward
+    from laser_rl.model_settings import read_model_settings
+    from laser_rl.models import resolve_model
+    from laser_rl.prompts import prompt_settings, render_prompts
     from laser_rl.tokens import check_reward_token_unused
     from laser_rl.trainer import LaserGRPOTrainer
 
@@ -36,23 +53,36 @@ def run(args: argparse.Namespace) -> None:
         raise LaserInputError(str(error).splitlines()[0]) from error
     if not model_args.model_name_or_path:
         raise LaserInputError("model_name_or_path: no model given")
+    model = resolve_model(model_args.model_name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, revision=model_args.model_revision)
+    except (OSError, ValueError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise LaserInputError(
+            f"model_name_or_path {model_args.model_name_or_path}: cannot load it ({reason})"
+        ) from None
+    template, chat = prompt_settings(tokenizer, read_model_settings(model), data_args.prompt_template, data_args.chat)
     config.model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
         "dtype": model_args.dtype,
         **(config.model_init_kwargs or {}),
     }
-    dataset = load_problems(data_args)
+    dataset = load_problems(data_args, template, chat)
     trainer = LaserGRPOTrainer(
-        model=model_args.model_name_or_path,
+        model=model,
         reward_funcs=math_reward,
         args=config,
         train_dataset=dataset,
+        processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    prompts = (p if isinstance(p, str) else p[-1]["content"] for p in dataset["prompt"])
-    check_reward_token_unused(trainer.processing_class, trainer.reward_token_id, prompts, data_args.dataset)
-    check_reward_token_unused(trainer.processing_class, trainer.reward_token_id, dataset["answer"], data_args.dataset)
+    trainer.prompt_settings = {"prompt_template": template, "chat": chat}
+    problems = [row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"] for row in dataset]
+    check_reward_token_unused(
+        tokenizer, trainer.reward_token_id, render_prompts(tokenizer, problems, "{problem}", chat), data_args.dataset
+    )
+    check_reward_token_unused(tokenizer, trainer.reward_token_id, dataset["answer"], data_args.dataset)
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
