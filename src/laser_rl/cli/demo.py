@@ -1,4 +1,8 @@
-"""`laser demo --out DIR [--quick] [--seed S ...]`: LaSeR end to end on the embedded task, on a CPU."""
+"""`laser demo --out DIR [--model M] [--quick] [--seed S ...]`: LaSeR end to end on the embedded task, on a CPU.
+
+The start model is a tiny Qwen2 built on the spot (`--model tiny`, the default) or SmolLM2-135M-Instruct
+from its PyPI wheel (`--model smollm2-135m-instruct`), fine-tuned on the task's format first.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,13 @@ def add_parser(subparsers) -> None:
         "demo", help="warm-start a tiny model, train it with GRPO and LaSeR, evaluate, write a report"
     )
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output directory (resumable)")
-    parser.add_argument("--quick", action="store_true", help="smaller settings: about 3 minutes instead of 15")
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "smollm2-135m-instruct"],
+        default="tiny",
+        help="start model: a tiny one built on the spot (15 minutes), or a real pretrained one (about 60)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller settings: a few minutes, every stage")
     parser.add_argument(
         "--seed",
         type=int,
@@ -27,7 +37,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from laser_rl.demo.pipeline import FULL, QUICK, run_demo
+    from laser_rl.demo.pipeline import PRESETS, run_demo
     from laser_rl.demo.report import targets_met, write_spread_report
 
     if len(set(args.seed)) < len(args.seed):
@@ -36,7 +46,8 @@ def run(args: argparse.Namespace) -> None:
     for seed in args.seed:
         begin = time.time()
         out = args.out if len(args.seed) == 1 else args.out / f"seed-{seed}"
-        summary = summaries[seed] = run_demo(out, replace(QUICK if args.quick else FULL, seed=seed))
+        full, quick = PRESETS[args.model]
+        summary = summaries[seed] = run_demo(out, replace(quick if args.quick else full, seed=seed))
         laser, grpo = summary["models"]["laser"], summary["models"]["grpo"]
         print(
             f"laser demo: done in {time.time() - begin:.0f} s; accuracy start/GRPO/LaSeR "

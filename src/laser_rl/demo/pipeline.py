@@ -1,9 +1,13 @@
 """`laser demo`: LaSeR end to end on the embedded task, on a CPU, in minutes.
 
+The start model is a tiny Qwen2 built on the spot (the default) or a real pretrained model
+(`laser demo --model smollm2-135m-instruct`); everything after the warm start is the same.
+
 Stages, each written to its own place under the output directory and skipped when already done
 (so an interrupted demo resumes where it stopped):
-1. warm start: a tiny Qwen2 SFT-trained on worked additions (`start/`);
-2. calibration: c_ref = mean log pi(z_c | x, y, EOS) of the start model's own solutions;
+1. warm start: the start model SFT-trained on worked additions (`start/`);
+2. calibration: z_c (given, or the unused special token that ranks best, as `laser calibrate
+   --suggest` ranks them) and c_ref = mean log pi(z_c | x, y, EOS) of the start model's own solutions;
 3. LaSeR training (`laser/`) and plain GRPO from the same start, seed and budget (`grpo/`);
 4. evaluation of the three models on the same test problems, K samples each (`eval/*.jsonl`), each
    trained model's in the process that trained it;
@@ -30,7 +34,7 @@ from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.demo.progress import TrainingProgress
-from laser_rl.demo.report import MODELS, demo_targets, environment, format_number, write_demo_report
+from laser_rl.demo.report import MODELS, demo_targets, environment, write_demo_report
 from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
@@ -38,8 +42,13 @@ from laser_rl.demo.warmstart import WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
 from laser_rl.jsonl import write_jsonl_atomic
-from laser_rl.report import evaluate_records, write_report
-from laser_rl.scoring import self_reward_score_list
+from laser_rl.report import evaluate_records, format_number, write_report
+from laser_rl.scoring import (
+    candidate_reward_tokens,
+    self_reward_score_list,
+    solution_ids,
+    suggest_reward_tokens,
+)
 from laser_rl.trainer import LaserGRPOTrainer
 
 
@@ -60,6 +69,7 @@ class DemoSettings:
     eval_problems: int
     eval_samples: int
     seed: int = 0
+    reward_token: str | None = REWARD_TOKEN  # None: the best-ranked unused special token of the start model
 
 
 # The paper's beta_v = 0.1, at lr 3e-5. alpha weighs the self-verifier against the policy: at alpha = 1 the
@@ -92,6 +102,41 @@ QUICK = replace(
     eval_samples=8,
 )
 
+# SmolLM2-135M-Instruct from its PyPI wheel, fine-tuned on the same task. Its 30 layers cost about 170 times the
+# tiny model's compute per token: measured here, an SFT step of 16 examples takes about 5 s on two threads and an
+# RL step of 4 prompts x 8 samples 33-38 s on one thread, so the 60-minute budget buys 60 SFT and 50 RL steps.
+# Pretrained, it learns the format within those 60 steps, and the share of slipped solutions sets its start
+# accuracy (0.53 on 64 test problems x 4 at noise 0.5). z_c is the unused special token that calibration ranks
+# best. The paper's alpha = 0.1; lr 1e-5. Measurements: docs/demo.md, "A real pretrained model".
+SMOLLM2 = DemoSettings(
+    warm_start=WarmStartSettings(
+        num_examples=960, max_steps=60, batch_size=16, learning_rate=1e-4, noise=0.5,
+        base_model="smollm2-135m-instruct",
+    ),
+    rl_steps=50,
+    reasoning_warmup_steps=0,
+    self_reward_warmup_steps=15,
+    prompts_per_step=4,
+    num_generations=8,
+    learning_rate=1e-5,
+    self_reward_beta=0.1,
+    self_reward_loss_coef=0.1,
+    calibration_problems=32,
+    eval_problems=100,
+    eval_samples=8,
+    reward_token=None,
+)  # fmt: skip
+SMOLLM2_QUICK = replace(
+    SMOLLM2,
+    warm_start=replace(SMOLLM2.warm_start, num_examples=320, max_steps=20),
+    rl_steps=6,
+    self_reward_warmup_steps=3,
+    calibration_problems=8,
+    eval_problems=16,
+    eval_samples=4,
+)
+PRESETS = {"tiny": (FULL, QUICK), "smollm2-135m-instruct": (SMOLLM2, SMOLLM2_QUICK)}
+
 # Room past the longest gold solution, so that a model that rambles is truncated rather than cut at its answer.
 MAX_NEW_TOKENS = max_solution_length() + 8
 # The warm start is the one stage that runs alone: two threads make it about 1.4x faster on 2 cores, and give
@@ -117,13 +162,16 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     # One thread from here on: the tiny model gains little from more, and each of the two cores runs a model.
     torch.set_num_threads(1)
     c_ref = _calibrate(start_dir, settings)
-    log(f"[2/5] calibration: c_ref = {c_ref['mean']:.2f} +- {c_ref['std']:.2f} over {c_ref['n']} solutions")
+    log(
+        f"[2/5] calibration: z_c {c_ref['reward_token']}, c_ref = {c_ref['mean']:.2f} +- {c_ref['std']:.2f} "
+        f"over {c_ref['n']} solutions"
+    )
 
     # LaSeR and GRPO train from the same start independently (each trainer seeds itself), then each is
     # evaluated in the process that trained it. With two cores they run side by side, one thread each, and
     # the start model is evaluated by whichever finishes first: the same models and samples as one after the
     # other. A model's samples are written last: without them it is still to be trained or evaluated.
-    stages = [(name, out_dir, settings, c_ref["mean"]) for name in ("laser", "grpo", "start")]
+    stages = [(name, out_dir, settings, c_ref) for name in ("laser", "grpo", "start")]
     pending = [stage for stage in stages if not _eval_path(out_dir, stage[0]).is_file()]
     if len(pending) > 1 and (os.cpu_count() or 1) > 1:
         with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -138,7 +186,7 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
     results = {}
     for name in MODELS:
-        records = _evaluate(out_dir / name, _eval_path(out_dir, name), test_problems, settings, c_ref["mean"])
+        records = _evaluate(out_dir / name, _eval_path(out_dir, name), test_problems, settings, c_ref)
         results[name] = evaluate_records(records, equivalent=_same_string, seed=settings.seed)
         results[name]["trivial_judge"] = length_format_judge(records)
         results[name]["by_error_kind"] = score_by_error_kind(test_problems, records)
@@ -153,7 +201,7 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
     return summary
 
 
-def _model_stage(name: str, out_dir: Path, settings: DemoSettings, c_ref: float) -> None:
+def _model_stage(name: str, out_dir: Path, settings: DemoSettings, c_ref: dict) -> None:
     """Train `name` (unless it is the start model or already trained), then sample its test solutions.
 
     Runs in a worker process as well as in the demo's own.
@@ -168,7 +216,7 @@ def _model_stage(name: str, out_dir: Path, settings: DemoSettings, c_ref: float)
     _evaluate(model_dir, _eval_path(out_dir, name), test_problems, settings, c_ref)
 
 
-def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: float):
+def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: dict):
     """LaSeR or plain GRPO from the start model: same data, seed, budget and sampling."""
     problems = sample_problems(settings.rl_steps * settings.prompts_per_step, "train", seed=settings.seed + 2)
     common = dict(
@@ -197,8 +245,8 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
     if name == "laser":
         args = LaserConfig(
             **common,
-            reward_token=REWARD_TOKEN,
-            c_ref=c_ref,
+            reward_token=c_ref["reward_token"],
+            c_ref=c_ref["mean"],
             self_reward_beta=settings.self_reward_beta,
             self_reward_loss_coef=settings.self_reward_loss_coef,
             reasoning_warmup_steps=settings.reasoning_warmup_steps,
@@ -215,27 +263,44 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
 
 
 def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
-    """c_ref from the start model's own solutions to training problems (cached in start/)."""
+    """z_c and c_ref from the start model's own solutions to training problems (cached in start/)."""
     path = start_dir / "c_ref.json"
     if path.is_file():
         return json.loads(path.read_text())
     problems = sample_problems(settings.calibration_problems, "train", seed=settings.seed + 3)
-    model, tokenizer, reward_token_id = _load(start_dir)
+    model = AutoModelForCausalLM.from_pretrained(start_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(start_dir)
+    prompts = [p.prompt for p in problems]
+    token = settings.reward_token
+    # Sampling keeps z_c (or, while it is still to be chosen, one candidate) out of the solutions.
+    keep_out = (
+        tokenizer.convert_tokens_to_ids(token)
+        if token
+        else next(iter(candidate_reward_tokens(tokenizer, prompts).values()))
+    )
     samples = generate_with_scores(
-        model, tokenizer, [p.prompt for p in problems], 4, reward_token_id,
-        max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed, batch_size=64,
-    )  # fmt: skip
-    logps = torch.tensor([s.reward_token_logp for group in samples for s in group if s.finished])
-    c_ref = {"mean": logps.mean().item(), "std": logps.std().item(), "n": len(logps)}
+        model, tokenizer, prompts, 4, keep_out, max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed, batch_size=64
+    )
+    finished = [(prompt, s) for prompt, group in zip(prompts, samples, strict=True) for s in group if s.finished]
+    if token:  # float32 mean and sample std, as the default demo has always computed them
+        logps = torch.tensor([s.reward_token_logp for _, s in finished])
+        c_ref = {"mean": logps.mean().item(), "std": logps.std().item(), "n": len(logps), "reward_token": token}
+    else:
+        eos = tokenizer.eos_token_id
+        sequences = [solution_ids(tokenizer, prompt, s.token_ids, eos) for prompt, s in finished]
+        best = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *(s.text for _, s in finished)])[0]
+        c_ref = {"mean": best.mean, "std": best.std, "n": best.count, "reward_token": best.token}
     path.write_text(json.dumps(c_ref))
     return c_ref
 
 
-def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_ref: float) -> list[dict]:
+def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_ref: dict) -> list[dict]:
     """K samples per test problem with in-pass scores, graded; cached as JSONL in the authors' format."""
     if path.is_file():
         return [json.loads(line) for line in path.read_text().splitlines()]
-    model, tokenizer, reward_token_id = _load(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    reward_token_id = tokenizer.convert_tokens_to_ids(c_ref["reward_token"])
     samples = generate_with_scores(
         model, tokenizer, [p.prompt for p in problems], settings.eval_samples, reward_token_id,
         max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed + 4, batch_size=128,
@@ -252,7 +317,7 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
                 "acc_list": [verify(s.text, problem.answer) for s in group],
                 "reward_token_logps": [s.reward_token_logp for s in group],
                 "self_rewarding_scores": self_reward_score_list(
-                    [s.reward_token_logp for s in group], c_ref, settings.self_reward_beta
+                    [s.reward_token_logp for s in group], c_ref["mean"], settings.self_reward_beta
                 ),
             }
         )
@@ -263,12 +328,6 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
 
 def _eval_path(out_dir: Path, name: str) -> Path:
     return out_dir / "eval" / f"{name}.jsonl"
-
-
-def _load(model_dir: Path):
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    return model, tokenizer, tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
 
 
 def _same_string(pairs: list[tuple[str, str]]) -> list[bool]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
 from laser_rl.demo.model import build_model, build_tokenizer
@@ -28,6 +28,7 @@ from laser_rl.demo.task import (
     to_dataset,
     verify,
 )
+from laser_rl.models import resolve_model
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class WarmStartSettings:
         num_heads: attention heads.
         noise: share of training solutions with one deliberate slip (see ``corrupted_solution``).
         seed: seeds the model init, the data and the data order.
+        base_model: None for a tiny Qwen2 built from scratch (the sizes above) with the character
+            tokenizer; else a pretrained model (a name from ``laser models list``, a folder or a
+            ``.gguf`` file) that is fine-tuned with its own tokenizer, its EOS ending each solution.
     """
 
     num_examples: int
@@ -55,6 +59,7 @@ class WarmStartSettings:
     num_heads: int = 4
     noise: float = 0.0
     seed: int = 0
+    base_model: str | None = None
 
 
 # Measured on a shared 2-core CPU (one torch thread), test accuracy at temperature 1.0: DEFAULT 250-360 s,
@@ -73,7 +78,8 @@ QUICK = WarmStartSettings(
 def warm_start(
     output_dir: str | Path, settings: WarmStartSettings = DEFAULT, digits: tuple[int, int] = DEFAULT_DIGITS
 ) -> Path:
-    """Build the tokenizer and a fresh model, SFT it on the task, and save both to ``output_dir``.
+    """Build the tokenizer and a fresh model (or load a pretrained one), SFT it on the task, and save
+    both to ``output_dir``.
 
     Returns:
         ``output_dir``: ``AutoModelForCausalLM.from_pretrained`` loads the model, and
@@ -82,16 +88,23 @@ def warm_start(
         newlines of this character vocabulary).
     """
     output_dir = Path(output_dir)
-    tokenizer = build_tokenizer()
-    model = build_model(
-        tokenizer,
-        hidden_size=settings.hidden_size,
-        num_layers=settings.num_layers,
-        num_heads=settings.num_heads,
-        seed=settings.seed,
-    )
+    if settings.base_model is None:
+        tokenizer = build_tokenizer()
+        model = build_model(
+            tokenizer,
+            hidden_size=settings.hidden_size,
+            num_layers=settings.num_layers,
+            num_heads=settings.num_heads,
+            seed=settings.seed,
+        )
+    else:
+        path = resolve_model(settings.base_model)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     problems = sample_problems(settings.num_examples, "train", seed=settings.seed, digits=digits)
-    dataset = to_dataset(problems, completions=True, noise=settings.noise, seed=settings.seed)
+    dataset = to_dataset(
+        problems, completions=True, noise=settings.noise, seed=settings.seed, eos_token=tokenizer.eos_token
+    )
     # TRL would append a missing EOS itself; checking here keeps the "model learns to stop" contract explicit.
     if not all(completion.endswith(tokenizer.eos_token) for completion in dataset["completion"]):
         raise ValueError("every SFT completion must end with the EOS token")
