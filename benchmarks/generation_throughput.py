@@ -99,8 +99,8 @@ def measure(bench: Bench, length: int, num_prompts: int, n: int, batch_size: int
 
 
 SETTINGS = {  # model: [(L, prompts, n, B), ...]
-    "quick": {"tiny": [(64, 2, 4, 4)], "mid": [(16, 1, 4, 4)]},
-    "full": {"tiny": [(128, 4, 8, 8), (512, 2, 8, 8)], "mid": [(64, 2, 4, 4)]},
+    "quick": {"tiny": [(64, 2, 4, 4)], "mid": [(16, 1, 4, 4)], "smollm2": [(16, 1, 4, 4)]},
+    "full": {"tiny": [(128, 4, 8, 8), (512, 2, 8, 8)], "mid": [(64, 2, 4, 4)], "smollm2": [(64, 2, 4, 8)]},
 }
 
 

@@ -16,13 +16,14 @@ from benchmarks import test_time_scoring, train_step
 from benchmarks.common import argument_parser, build_bench, describe, format_checks, print_table, setup
 
 SWEEPS = {  # model: {"test-time": [(L, B), ...], "train": [(L, B), ...]}
-    "quick": {"tiny": {"test-time": [(64, 2), (128, 2)], "train": [(32, 4), (64, 4)]}, "mid": {}},
+    "quick": {"tiny": {"test-time": [(64, 2), (128, 2)], "train": [(32, 4), (64, 4)]}, "mid": {}, "smollm2": {}},
     "full": {
         "tiny": {
             "test-time": [(64, 4), (256, 4), (1024, 4), (2048, 4), (256, 1), (256, 16)],
             "train": [(64, 4), (256, 4), (1024, 4), (2048, 4), (256, 16)],
         },
         "mid": {"test-time": [(32, 2), (128, 2)], "train": [(32, 4), (128, 4)]},
+        "smollm2": {"test-time": [(64, 4)], "train": [(64, 4)]},
     },
 }
 

@@ -12,7 +12,7 @@ The in-pass column is a ratio to generation (goal <= 1.02), next to the ratio it
 (see `common.predicted_in_pass_ratio`); the others are the extra cost per solution as a fraction of
 generating it.
 
-    python -m benchmarks.test_time_scoring [--quick] [--models tiny mid]
+    python -m benchmarks.test_time_scoring [--quick] [--models tiny mid smollm2]
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
 
 
 SETTINGS = {  # model: [(L, B), ...]
-    "quick": {"tiny": [(64, 4)], "mid": [(32, 2)]},
-    "full": {"tiny": [(64, 8), (256, 8)], "mid": [(64, 4), (128, 4)]},
+    "quick": {"tiny": [(64, 4)], "mid": [(32, 2)], "smollm2": [(16, 2)]},
+    "full": {"tiny": [(64, 8), (256, 8)], "mid": [(64, 4), (128, 4)], "smollm2": [(64, 8)]},
 }
 
 

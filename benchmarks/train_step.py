@@ -12,7 +12,7 @@ All trainers hold deep copies of one model. The generation batch is built once b
   advantages (SWA), whose rollout needs r_s and so one more no-grad forward;
 - peak memory of one loss step, from torch profiler's CPU allocation events (see `peak_bytes`).
 
-    python -m benchmarks.train_step [--quick] [--models tiny mid]
+    python -m benchmarks.train_step [--quick] [--models tiny mid smollm2]
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from benchmarks.common import (
 )
 from laser_rl.config import LaserConfig
 from laser_rl.core import self_reward_mse, self_reward_scores
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer
 
 NUM_GENERATIONS = 4
@@ -190,7 +189,7 @@ def build_trainers(bench: Bench, length: int, batch_size: int, output_dir: str) 
         train_dataset=Dataset.from_dict({"prompt": prompts(batch_size)}),
         processing_class=bench.tokenizer,
     )
-    laser_args = LaserConfig(**fields, reward_token=REWARD_TOKEN, c_ref=C_REF, self_reward_beta=BETA_V)
+    laser_args = LaserConfig(**fields, reward_token=bench.reward_token, c_ref=C_REF, self_reward_beta=BETA_V)
     trainers = {
         "GRPO": GRPOTrainer(model=copy.deepcopy(bench.model), args=GRPOConfig(**fields), **common),
         "LaSeR": LaserGRPOTrainer(model=copy.deepcopy(bench.model), args=laser_args, **common),
@@ -298,8 +297,8 @@ LOSS_HEADERS = [
 ]  # fmt: skip
 ROLLOUT_HEADERS = ["model", "L", "B", "GRPO rollout (ms)", "LaSeR-MSE / GRPO", "LaSeR-SWA / GRPO", "SWA step / GRPO"]
 SETTINGS = {  # model: [(L, B), ...]
-    "quick": {"tiny": [(32, 8)], "mid": [(16, 4)]},
-    "full": {"tiny": [(128, 8), (512, 8)], "mid": [(64, 4)]},
+    "quick": {"tiny": [(32, 8)], "mid": [(16, 4)], "smollm2": [(16, 4)]},
+    "full": {"tiny": [(128, 8), (512, 8)], "mid": [(64, 4)], "smollm2": [(64, 8)]},
 }
 
 

@@ -41,6 +41,7 @@ def recipe(tmp_path, model_dir, data, **overrides) -> str:
         "self_reward_warmup_steps": 1,
     }
     fields.update(overrides)
+    fields = {key: value for key, value in fields.items() if value is not None}  # None: leave the field unset
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(fields))
     return str(path)
@@ -106,3 +107,34 @@ def test_shipped_recipes_parse_with_the_paper_settings(name):
     assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
     assert config.activation_checkpointing  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     assert data_args.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
+
+
+def test_the_model_folders_laser_config_sets_z_c_c_ref_and_prompts_and_the_run_carries_them(model_dir, tmp_path):
+    stored = {"reward_token": REWARD_TOKEN, "c_ref": -6.5, "prompt_template": "Q: {problem}=", "chat": False}
+    (model_dir / "laser_config.json").write_text(json.dumps(stored))
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": f"{a}+{a}", "answer": str(2 * a)} for a in range(8)])
+    fields = {"reward_token": None, "c_ref": None, "prompt_template": None}
+    main(["train", "--config", recipe(tmp_path, model_dir, data, **fields), "--self_reward_beta", "0.2"])
+    for folder in (tmp_path / "run", tmp_path / "run" / "checkpoint-1"):
+        carried = json.loads((folder / "laser_config.json").read_text())
+        assert carried == stored | {"reward_token_id": carried["reward_token_id"], "self_reward_beta": 0.2}
+    # generate needs no flag: z_c, c_ref, beta_v and the prompt come with the trained model
+    out = tmp_path / "generated.jsonl"
+    main(["generate", "--model", str(tmp_path / "run"), "--data", str(data), "--n", "1", "--out", str(out)]
+         + ["--max-new-tokens", "3"])  # fmt: skip
+    record = json.loads(out.read_text().splitlines()[0])
+    logp, score = record["reward_token_logps"][0], record["self_rewarding_scores"][0]
+    assert logp is None or score == pytest.approx(0.2 * (logp + 6.5))
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [("absent", "absent: no such model folder"), ("bad-token", "laser_config.json: '<|nope|>' is not a single token")],
+)
+def test_a_bad_model_is_one_line_and_exit_2(model_dir, tmp_path, capsys, folder, message):
+    if folder == "bad-token":
+        (model_dir / "laser_config.json").write_text(json.dumps({"reward_token": "<|nope|>"}))
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": "1+1", "answer": "2"}])
+    model = model_dir if folder == "bad-token" else tmp_path / folder
+    line = run_failing(["train", "--config", recipe(tmp_path, model, data, reward_token=None)], capsys)
+    assert message in line

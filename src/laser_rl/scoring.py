@@ -64,7 +64,7 @@ def scoring_settings(
         try:
             token_id = resolve_reward_token(tokenizer, stored["reward_token"])
         except LaserInputError as error:
-            raise LaserInputError(f"{where}: {error}") from None
+            raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
     else:
         token_id = _default_or_given_token(tokenizer, reward_token)
     token = tokenizer.convert_ids_to_tokens(token_id)

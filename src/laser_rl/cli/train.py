@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 from laser_rl.errors import LaserInputError
 
@@ -58,9 +59,8 @@ def run(args: argparse.Namespace) -> None:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=model_args.model_revision)
     except (OSError, ValueError) as error:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise LaserInputError(
-            f"model_name_or_path {model_args.model_name_or_path}: cannot load it ({reason})"
-        ) from None
+        where = "a folder without a tokenizer" if Path(model).is_dir() else "no such folder, nor loadable from the Hub"
+        raise LaserInputError(f"model_name_or_path {model_args.model_name_or_path}: {where} ({reason})") from None
     template, chat = prompt_settings(tokenizer, read_model_settings(model), data_args.prompt_template, data_args.chat)
     config.model_init_kwargs = {
         "revision": model_args.model_revision,
