@@ -100,7 +100,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             raise TypeError(f"args must be a LaserConfig, got {type(args).__name__}")
         model_folder = model if isinstance(model, str) else model.config._name_or_path
         stored = read_model_settings(model_folder)
-        token_source = "reward_token" if args.reward_token is not None or "reward_token" not in stored else None
+        token_from_file = args.reward_token is None and "reward_token" in stored
         args.reward_token = args.reward_token or stored.get("reward_token") or DEFAULT_REWARD_TOKEN
         if args.c_ref is None and stored.get("c_ref") is not None and stored.get("reward_token") == args.reward_token:
             args.c_ref = float(stored["c_ref"])
@@ -111,7 +111,7 @@ class LaserGRPOTrainer(GRPOTrainer):
         try:
             self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
         except LaserInputError as error:
-            where = token_source or model_settings_path(model_folder)
+            where = model_settings_path(model_folder) if token_from_file else "reward_token"
             raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
         self.pad_token_id = self._tokenizer.pad_token_id
         _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
