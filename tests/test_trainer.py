@@ -295,3 +295,42 @@ def test_reward_token_must_be_one_unused_token(short_answer_model, tokenizer, tm
         laser_trainer(short_answer_model, tokenizer, tmp_path, reward_token=str(tokenizer.eos_token_id))
     with pytest.raises(ValueError, match="c_ref"):
         LaserConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, c_ref=1.0)
+
+
+def test_the_constructor_takes_grpo_trainers_arguments_in_its_order_with_its_defaults():
+    import inspect
+
+    ours = inspect.signature(LaserGRPOTrainer.__init__).parameters
+    theirs = inspect.signature(GRPOTrainer.__init__).parameters
+    assert [(p.name, p.kind, p.default) for p in ours.values()] == [
+        (p.name, p.kind, p.default) for p in theirs.values()
+    ]
+
+
+# The private methods of TRL's GRPOTrainer that LaserGRPOTrainer overrides, with the parameters it relies on.
+OVERRIDDEN = {
+    "_get_per_token_logps_and_entropies": [  # the multimodal keywords after compute_entropy pass through **kwargs
+        "self", "model", "input_ids", "attention_mask", "logits_to_keep", "batch_size", "compute_entropy",
+        "compute_aux_loss", "pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+        "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
+    ],
+    "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+    "_generate_and_score_completions": ["self", "inputs"],
+    "_compute_loss": ["self", "model", "inputs"],
+    "_save": ["self", "output_dir", "state_dict"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(OVERRIDDEN))
+def test_trls_private_methods_that_we_override_keep_their_signature(name):
+    import inspect
+
+    assert list(inspect.signature(getattr(GRPOTrainer, name)).parameters) == OVERRIDDEN[name], (
+        f"TRL changed GRPOTrainer.{name}; LaserGRPOTrainer.{name} must follow"
+    )
+
+
+def test_without_reward_functions_trl_says_so(short_answer_model, tokenizer, tmp_path):
+    args = LaserConfig(**common_args(tmp_path), reward_token=REWARD_TOKEN, c_ref=C_REF)
+    with pytest.raises(ValueError, match="No reward source provided"):
+        LaserGRPOTrainer(short_answer_model, None, args, dataset(), processing_class=tokenizer)

@@ -90,7 +90,24 @@ class LaserGRPOTrainer(GRPOTrainer):
             }"""),
     }
 
-    def __init__(self, model: str | PreTrainedModel, reward_funcs, args: LaserConfig | None = None, **kwargs):
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        reward_funcs=None,
+        args: LaserConfig | None = None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        reward_processing_classes=None,
+        callbacks=None,
+        optimizers=(None, None),
+        quantization_config=None,
+        peft_config=None,
+        tools=None,
+        rollout_func=None,
+        environment_factory=None,
+    ):
+        # GRPOTrainer's signature, argument for argument (tests/test_trainer.py compares the two).
         if isinstance(model, str):
             model = resolve_model(model)
         if args is None:
@@ -105,9 +122,25 @@ class LaserGRPOTrainer(GRPOTrainer):
         if args.c_ref is None and stored.get("c_ref") is not None and stored.get("reward_token") == args.reward_token:
             args.c_ref = float(stored["c_ref"])
         # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
-        needs_reference = args.c_ref is None and args.beta == 0.0 and not _is_peft(model, kwargs)
+        is_peft = peft_config is not None or hasattr(model, "peft_config")
+        needs_reference = args.c_ref is None and args.beta == 0.0 and not is_peft
         reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
-        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        super().__init__(
+            model,
+            reward_funcs,
+            args,
+            train_dataset,
+            eval_dataset,
+            processing_class,
+            reward_processing_classes,
+            callbacks,
+            optimizers,
+            quantization_config,
+            peft_config,
+            tools,
+            rollout_func,
+            environment_factory,
+        )
         try:
             self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
         except LaserInputError as error:
@@ -379,10 +412,6 @@ def _check_untempered_score_is_exact(model: torch.nn.Module, temperature: float)
         f"temperature={temperature} with {problem}: the self-reward score must be untempered and cannot be "
         "read exactly from TRL's fused LM head; set temperature=1.0 (the paper's setting)"
     )
-
-
-def _is_peft(model, kwargs: dict) -> bool:
-    return kwargs.get("peft_config") is not None or hasattr(model, "peft_config")
 
 
 def _causal_lm(model: torch.nn.Module) -> PreTrainedModel:

@@ -3,8 +3,9 @@
 Output: the input records, each with `responses`, `finished`, `reward_token_logps` and
 `self_rewarding_scores` (beta_v * (logp - c_ref); None for truncated solutions), the format of
 the authors' evaluation scripts, and `response_token_ids` (the sampled ids, EOS included when
-finished), which `laser score` re-reads to score exactly what was sampled. Written through OUT.partial: run the same command again after an
-interruption and it goes on where it stopped, with the very records an uninterrupted run writes.
+finished), which `laser score` re-reads to score exactly what was sampled. Written through
+OUT.partial: run the same command again after an interruption and it goes on where it stopped,
+with the very records an uninterrupted run writes.
 
 The argument helpers below are shared by `laser score` and `laser calibrate`.
 """
