@@ -162,3 +162,14 @@ def test_render_prompts_keeps_braces_and_needs_the_placeholder(tokenizer):
 def test_vllm_backend_refuses_clearly_without_vllm_or_gpu():
     with pytest.raises(LaserInputError, match="--backend vllm"):
         load_vllm("any-model", seed=0)
+
+
+def test_generation_leaves_the_callers_random_state_alone(short_answer_model, tokenizer):
+    z = tokenizer.convert_tokens_to_ids(REWARD_TOKEN)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = generate_with_scores(short_answer_model, tokenizer, PROMPTS, 2, z, max_new_tokens=3, seed=7)
+    assert torch.equal(torch.rand(3), expected)
+    again = generate_with_scores(short_answer_model, tokenizer, PROMPTS, 2, z, max_new_tokens=3, seed=7)
+    assert [[s.token_ids for s in group] for group in first] == [[s.token_ids for s in group] for group in again]

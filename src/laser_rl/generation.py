@@ -176,7 +176,8 @@ def generate_with_scores(
     """Sample `n` solutions per prompt and read each finished one's score in the same run.
 
     Rows are the prompts repeated n times, generated `batch_size` rows at a time with left
-    padding. Sampling is seeded once (torch's global RNG) so a call is reproducible; temperature 0
+    padding. Sampling is seeded once, on a fork of torch's RNG, so a call is reproducible and leaves
+    the caller's random state alone; temperature 0
     means greedy decoding. Only the settings given here apply: the model's generation_config.json
     is ignored, but for its EOS ids.
 
@@ -199,25 +200,27 @@ def generate_with_scores(
     )
     rows = [prompt for prompt in prompts for _ in range(n)]
     samples: list[Sample] = []
-    torch.manual_seed(seed)
-    for start in tqdm(range(0, len(rows), batch_size), desc="generate", disable=not progress, leave=False):
-        batch = tokenizer(
-            rows[start : start + batch_size],
-            padding=True,
-            padding_side="left",
-            add_special_tokens=False,
-            return_tensors="pt",
-        ).to(model.device)
-        prompt_length = batch["input_ids"].shape[1]
-        scorer = RewardTokenScorer(reward_token_id, eos_tensor)
-        with _only_these_settings(model):
-            output = model.generate(
-                **batch,
-                generation_config=config,
-                logits_processor=LogitsProcessorList([scorer]),
-                stopping_criteria=StoppingCriteriaList([StopAfterScore(scorer, prompt_length, max_new_tokens)]),
-            )
-        samples += _samples(output[:, prompt_length:], scorer, eos_tensor, max_new_tokens, tokenizer)
+    # Seeded once for the whole call, on a forked RNG: the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        for start in tqdm(range(0, len(rows), batch_size), desc="generate", disable=not progress, leave=False):
+            batch = tokenizer(
+                rows[start : start + batch_size],
+                padding=True,
+                padding_side="left",
+                add_special_tokens=False,
+                return_tensors="pt",
+            ).to(model.device)
+            prompt_length = batch["input_ids"].shape[1]
+            scorer = RewardTokenScorer(reward_token_id, eos_tensor)
+            with _only_these_settings(model):
+                output = model.generate(
+                    **batch,
+                    generation_config=config,
+                    logits_processor=LogitsProcessorList([scorer]),
+                    stopping_criteria=StoppingCriteriaList([StopAfterScore(scorer, prompt_length, max_new_tokens)]),
+                )
+            samples += _samples(output[:, prompt_length:], scorer, eos_tensor, max_new_tokens, tokenizer)
     return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
