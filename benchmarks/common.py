@@ -30,6 +30,7 @@ from transformers.generation.stopping_criteria import EosTokenCriteria
 
 from laser_rl.demo.model import REWARD_TOKEN, build_model, build_tokenizer
 from laser_rl.generation import RewardTokenScorer, StopAfterScore
+from laser_rl.report import markdown_table
 
 MODELS = ("tiny", "mid", "smollm2")
 MID_VOCAB = 32_000  # a realistic LM-head width; ids past the tokenizer are never generated (see ForcedLengths)
@@ -250,9 +251,7 @@ def median_ms(times: dict[str, list[float]], name: str) -> str:
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A Markdown table under a title line, flushed at once."""
-    lines = [f"\n{title}\n", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    print("\n".join(lines), flush=True)
+    print(f"\n{title}\n\n{markdown_table(headers, rows)}", flush=True)
 
 
 def argument_parser(description: str) -> argparse.ArgumentParser:

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from laser_rl.errors import LaserInputError
-from laser_rl.report import _doublings, _write_atomically, build_report, evaluate_records, render_markdown
+from laser_rl.jsonl import write_atomically
+from laser_rl.report import _doublings, build_report, evaluate_records, render_markdown
 
 FILES = {"report.json", "report.md", "scaling.png", "score_histogram.png", "reliability.png"}
 
@@ -111,7 +112,7 @@ def test_interrupted_write_keeps_the_old_file(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _write_atomically(path, fail)
+        write_atomically(path, fail)
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
     assert path.read_text() == "old"
 

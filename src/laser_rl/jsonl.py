@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from laser_rl.errors import LaserInputError
 
@@ -165,16 +166,35 @@ def fingerprint(records: Iterable[dict]) -> str:
     return digest.hexdigest()[:16]
 
 
-def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
-    """Write records to `path` through a temporary file, so that `path` is never half-written."""
+def write_atomically(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write` on a temporary file next to `path`, sync it, then rename it over `path`: a kill at
+    any moment leaves either the old file or the whole new one, never half of it."""
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as file:
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically (see `write_atomically`)."""
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
+    """Write records to `path` as JSON Lines, atomically (see `write_atomically`)."""
+
+    def write(file: BinaryIO) -> None:
         for record in records:
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+            file.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+
+    write_atomically(path, write)
 
 
 class ResumableWriter:
@@ -261,11 +281,3 @@ class ResumableWriter:
                     f"{self.partial}: an interrupted run with other settings ({key}: {stored.get(key)!r} then, "
                     f"{self.settings.get(key)!r} now); rerun it with its settings, or delete the file to start over"
                 )
-
-
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so that `path` is never half-written."""
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from laser_rl.errors import LaserInputError
+from laser_rl.jsonl import write_text_atomically
 
 LASER_CONFIG = "laser_config.json"
 _TYPES = {
@@ -57,8 +58,6 @@ def read_model_settings(model: str | Path | None) -> dict:
 
 def write_model_settings(model: str | Path, settings: dict) -> Path:
     """Merge `settings` into the folder's laser_config.json (written atomically); None values are left out."""
-    from laser_rl.jsonl import write_text_atomically
-
     path = Path(model) / LASER_CONFIG
     merged = read_model_settings(model) | {key: value for key, value in settings.items() if value is not None}
     write_text_atomically(path, json.dumps(merged, indent=2) + "\n")

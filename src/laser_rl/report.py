@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 from laser_rl.errors import LaserInputError
+from laser_rl.jsonl import write_atomically
 from laser_rl.metrics import expected_calibration_error, pass_at_k, self_verification_metrics
 from laser_rl.voting import Equivalent, ProblemSamples, cluster_answers, scaling_curves
 
@@ -89,12 +88,12 @@ def _verification(scores: np.ndarray, rewards: np.ndarray, threshold: float, num
     return {**self_verification_metrics(scores_t, rewards_t, threshold), "ece": ece}, reliability
 
 
-def _nan_to_none(value: Any) -> Any:
+def nan_to_none(value: Any) -> Any:
     """The same nested dicts and lists, with NaN replaced by None (strict JSON has no NaN)."""
     if isinstance(value, dict):
-        return {key: _nan_to_none(item) for key, item in value.items()}
+        return {key: nan_to_none(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_nan_to_none(item) for item in value]
+        return [nan_to_none(item) for item in value]
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
@@ -143,7 +142,7 @@ def evaluate_records(
         scores[answered], rewards[answered], threshold, num_bins
     )
     edges = np.histogram_bin_edges(scores[scored], bins=histogram_bins)
-    return _nan_to_none(
+    return nan_to_none(
         {
             "num_problems": len(samples),
             "num_solutions": len(rewards),
@@ -173,9 +172,10 @@ def format_number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table: the header, a |---| rule, then one line per row of cells (as text)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in cells) + " |" for cells in rows])
 
 
 def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") -> str:
@@ -185,7 +185,7 @@ def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") ->
     settings = results["settings"]
     sections = [
         f"# {title}",
-        _table(
+        markdown_table(
             ["problems", "solutions", "with an answer", "scored", "accuracy (%)"],
             [
                 [
@@ -198,9 +198,9 @@ def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") ->
             ],
         ),
         "## pass@k (%)",
-        _table(["k", *results["pass_at_k"]], [["pass@k", *map(_percent, results["pass_at_k"].values())]]),
+        markdown_table(["k", *results["pass_at_k"]], [["pass@k", *map(_percent, results["pass_at_k"].values())]]),
         f"## Self-verification (judged correct: score > {settings['threshold']}; no score counts as 0)",
-        _table(
+        markdown_table(
             ["solutions", "acc_correct (%)", "acc_wrong (%)", "F1 (%)", "AUROC", "ECE"],
             [
                 [
@@ -212,7 +212,7 @@ def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") ->
             ],
         ),
         f"## Test-time scaling (N of the K samples, up to {settings['num_subsets']} subsets per problem)",
-        _table(
+        markdown_table(
             ["N", *(f"{label} (%)" for label in SCALING_COLUMNS.values())],
             [
                 [str(n), *(_percent(scaling[column][i]) for column in SCALING_COLUMNS)]
@@ -271,18 +271,6 @@ def _plot_reliability(results: dict[str, Any]) -> Figure:
     return fig
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write a temporary file next to `path`, then rename it: an interrupted run leaves no half file."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_report(results: dict[str, Any], out_dir: Path, title: str = "LaSeR evaluation") -> None:
     """Write report.json, report.md, scaling.png, score_histogram.png and reliability.png to out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +279,7 @@ def write_report(results: dict[str, Any], out_dir: Path, title: str = "LaSeR eva
         "report.md": render_markdown(results, title),
     }
     for name, text in text_files.items():
-        _write_atomically(out_dir / name, lambda file, text=text: file.write(text.encode()))
+        write_atomically(out_dir / name, lambda file, text=text: file.write(text.encode()))
     plots = {
         "scaling.png": _plot_scaling,
         "score_histogram.png": _plot_score_histogram,
@@ -299,7 +287,7 @@ def write_report(results: dict[str, Any], out_dir: Path, title: str = "LaSeR eva
     }
     for name, plot in plots.items():
         figure = plot(results)
-        _write_atomically(out_dir / name, lambda file, figure=figure: figure.savefig(file, format="png"))
+        write_atomically(out_dir / name, lambda file, figure=figure: figure.savefig(file, format="png"))
 
 
 def build_report(

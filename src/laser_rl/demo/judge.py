@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from laser_rl.metrics import self_verification_metrics
+from laser_rl.report import nan_to_none
 
 
 def surface_features(response: str, finished: bool) -> list[float]:
@@ -61,4 +62,4 @@ def length_format_judge(records: list[dict]) -> dict[str, float | None]:
     if not scores:
         return {"acc_correct": None, "acc_wrong": None, "f1": None, "auroc": None}
     metrics = self_verification_metrics(torch.cat(scores), torch.cat(labels))
-    return {name: None if value != value else value for name, value in metrics.items()}
+    return nan_to_none(metrics)

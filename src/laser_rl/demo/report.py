@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 
 from laser_rl.jsonl import write_text_atomically
-from laser_rl.report import format_number
+from laser_rl.report import format_number, markdown_table
 
 MODELS = ("start", "grpo", "laser")
 
@@ -30,10 +30,8 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         "",
         "## Reasoning and self-verification",
         "",
-        "| model | accuracy | pass@K | self-verif. F1 | AUROC | acc. on correct | acc. on wrong | ECE |"
-        " trivial judge F1 | trivial judge AUROC |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for name in MODELS:
         result = models[name]
         verification = result["self_verification"]["all"]
@@ -42,36 +40,34 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         cells = [result["accuracy"], pass_at_k, verification["f1"], verification["auroc"]]
         cells += [verification["acc_correct"], verification["acc_wrong"], verification["ece"]]
         cells += [judge["f1"], judge["auroc"]]
-        lines.append(f"| {name} | " + " | ".join(format_number(c) for c in cells) + " |")
+        rows.append([name, *map(format_number, cells)])
+    header = ["model", "accuracy", "pass@K", "self-verif. F1", "AUROC", "acc. on correct", "acc. on wrong", "ECE"]
+    lines.append(markdown_table([*header, "trivial judge F1", "trivial judge AUROC"], rows))
     targets = summary["targets"]
-    lines += ["", "## The demo's targets", "", "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else 'no'} |" for t in targets]
-    lines += ["", f"{targets_met(targets)} met.", ""]
-    lines += [
-        "## Inference-time scaling (accuracy at N samples)",
-        "",
-        "| model | N | majority | self-reward weighted | best-of-N | pass@N |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = [[t["target"], t["measured"], "yes" if t["met"] else "no"] for t in targets]
+    lines += ["", "## The demo's targets", "", markdown_table(["target", "measured", "met"], rows)]
+    lines += ["", f"{targets_met(targets)} met.", "", "## Inference-time scaling (accuracy at N samples)", ""]
+    rows = []
     for name in MODELS:
         scaling = models[name]["scaling"]
         for i, n in enumerate(scaling["n"]):
             cells = [scaling[key][i] for key in ("majority", "weighted_majority", "best_of_n", "pass_at_n")]
-            lines.append(f"| {name} | {n} | " + " | ".join(format_number(c) for c in cells) + " |")
+            rows.append([name, n, *map(format_number, cells)])
+    header = ["model", "N", "majority", "self-reward weighted", "best-of-N", "pass@N"]
+    lines += [markdown_table(header, rows), ""]
     lines += [
-        "",
         "## Self-verification by kind of mistake",
         "",
         "Wrong solutions holding each kind (one may hold several), the share its score judges wrong, and the"
         " AUROC of the score between the right solutions and them.",
         "",
-        "| model | mistake | wrong solutions | judged wrong | AUROC |",
-        "|---|---|---|---|---|",
     ]
-    for name in MODELS:
-        for kind, numbers in models[name]["by_error_kind"].items():
-            cells = [format_number(numbers["judged_wrong"]), format_number(numbers["auroc"])]
-            lines.append(f"| {name} | {kind} | {numbers['count']} | " + " | ".join(cells) + " |")
+    rows = [
+        [name, kind, numbers["count"], format_number(numbers["judged_wrong"]), format_number(numbers["auroc"])]
+        for name in MODELS
+        for kind, numbers in models[name]["by_error_kind"].items()
+    ]
+    lines.append(markdown_table(["model", "mistake", "wrong solutions", "judged wrong", "AUROC"], rows))
     lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
     write_text_atomically(out_dir / "report.md", "\n".join(lines))
 
@@ -199,22 +195,22 @@ def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
         "",
         "Mean ± standard deviation over the seeds; each seed's report is in seed-S/report.md.",
         "",
-        "| model | " + " | ".join(numbers) + " |",
-        "|---|" + "---|" * len(numbers),
+        markdown_table(
+            ["model", *numbers], [[name, *(_mean_std(spread[name][number]) for number in numbers)] for name in MODELS]
+        ),
+        "",
     ]
-    for name in MODELS:
-        cells = [_mean_std(spread[name][number]) for number in numbers]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "| model | seed | " + " | ".join(numbers) + " |", "|---|---|" + "---|" * len(numbers)]
-    for name in MODELS:
-        for seed in summaries:
-            cells = [format_number(spread[name][number]["seeds"][seed]) for number in numbers]
-            lines.append(f"| {name} | {seed} | " + " | ".join(cells) + " |")
-    lines += ["", "| seed | targets met | targets missed |", "|---|---|---|"]
-    for seed, summary in summaries.items():
-        targets = summary["targets"]
-        missed = "; ".join(t["target"] for t in targets if not t["met"]) or "none"
-        lines.append(f"| {seed} | {targets_met(targets)} | {missed} |")
+    rows = [
+        [name, seed, *(format_number(spread[name][number]["seeds"][seed]) for number in numbers)]
+        for name in MODELS
+        for seed in summaries
+    ]
+    lines += [markdown_table(["model", "seed", *numbers], rows), ""]
+    rows = [
+        [seed, targets_met(s["targets"]), "; ".join(t["target"] for t in s["targets"] if not t["met"]) or "none"]
+        for seed, s in summaries.items()
+    ]
+    lines.append(markdown_table(["seed", "targets met", "targets missed"], rows))
     write_text_atomically(out_dir / "spread.md", "\n".join(lines) + "\n")
     return spread
 
