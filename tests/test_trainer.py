@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import torch
@@ -249,7 +250,7 @@ def test_self_rewarding_advantages_use_the_policy_score_of_the_rollout(
 
 
 def test_exact_mode_reads_a_frozen_reference_model(short_answer_model, tokenizer, tmp_path):
-    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref=None)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref="exact")
     assert trainer.ref_model is not None and trainer.ref_model is not trainer.model
     assert not any(p.requires_grad for p in trainer.ref_model.parameters())
     batch = generation_batch(trainer)
@@ -258,6 +259,39 @@ def test_exact_mode_reads_a_frozen_reference_model(short_answer_model, tokenizer
     _, finished = reward_token_positions(batch["completion_ids"], batch["completion_mask"], trainer.eos_token_ids)
     # Before any update the policy is the reference: every score is exactly 0.
     torch.testing.assert_close(captured[0][finished], batch["reference_reward_token_logps"][finished])
+
+
+def test_c_ref_auto_is_the_initial_policys_mean_on_the_first_batch_with_no_model_copy(
+    short_answer_model, tokenizer, tmp_path
+):
+    initial = copy.deepcopy(short_answer_model)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref="auto", reasoning_warmup_steps=1)
+    assert trainer.ref_model is None and trainer.c_ref is None
+    batch = generation_batch(trainer)
+    logps, finished = plain_reward_token_logps(
+        initial, batch, trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id
+    )
+    assert finished.any()
+    assert trainer.c_ref == pytest.approx(logps[finished].mean().item(), abs=1e-5)
+    mode = "train" if trainer.model.training else "eval"
+    assert trainer._metrics[mode]["laser/c_ref"] == [trainer.c_ref]
+    measured = trainer.c_ref
+    generation_batch(trainer)  # measured once: the policy is no longer pi_ref after the first update
+    assert trainer.c_ref == measured
+    trainer.save_model(str(tmp_path / "saved"))
+    assert json.loads((tmp_path / "saved" / "laser_config.json").read_text())["c_ref"] == measured
+
+
+def test_c_ref_auto_of_a_resumed_run_is_the_one_its_checkpoint_measured(short_answer_model, tokenizer, tmp_path):
+    resumed_model = copy.deepcopy(short_answer_model)
+    schedule = dict(c_ref="auto", save_strategy="steps", save_steps=2)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, max_steps=2, **schedule)
+    trainer.train()
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    assert json.loads((checkpoint / "laser_config.json").read_text())["c_ref"] == trainer.c_ref
+    resumed = laser_trainer(resumed_model, tokenizer, tmp_path, max_steps=3, **schedule)
+    resumed.train(resume_from_checkpoint=True)  # the last checkpoint of output_dir: checkpoint-2
+    assert resumed.state.global_step == 3 and resumed.c_ref == trainer.c_ref
 
 
 def test_phases_follow_the_global_step_across_a_resume(short_answer_model, tokenizer, tmp_path):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from trl import GRPOConfig
 
 DEFAULT_REWARD_TOKEN = "<|vision_start|>"  # Qwen2.5's, as the authors
+C_REF_MODES = ("auto", "exact")  # c_ref's values other than a number
 
 
 @dataclass
@@ -21,10 +22,14 @@ class LaserConfig(GRPOConfig):
             self-reward score, as a token string (`"<|vision_start|>"`) or an id (`"151652"`). It
             must be a single token of the tokenizer that the data never uses. `None`: the model
             folder's laser_config.json, else `<|vision_start|>`.
-        c_ref (`float` or `None`): the constant log pi_ref(z_c | x, y) (`laser calibrate` measures
-            it; about -23 for Qwen2.5-7B). `None`: the model folder's laser_config.json when it was
-            calibrated for the same token, else an exact mode reads it from a frozen reference
-            model at every step, at the cost of one more forward pass.
+        c_ref (`float` or `str`): the constant log pi_ref(z_c | x, y), as a number (`laser
+            calibrate` measures it; about -23 for Qwen2.5-7B), or `"auto"` (the default): the model
+            folder's laser_config.json when it was calibrated for the same token, else the mean
+            over the finished solutions of the first generation batch, which the initial policy,
+            pi_ref itself, wrote; it is logged as `laser/c_ref` and saved with the model. `"exact"`
+            reads log pi_ref(z_c | x, y) of each solution from a frozen reference model at every
+            step instead: one more forward pass, and a copy of the weights unless `beta > 0` or PEFT
+            provides the reference. `None` means `"auto"`.
         self_reward_loss_coef (`float`): alpha, weight of the self-reward MSE in the loss.
         self_reward_beta (`float`): beta_v, r_s = beta_v * (log pi(z_c | x, y) - c_ref).
         self_reward_class_balance (`bool`): weight the MSE by N / (2 N_class) per class.
@@ -42,12 +47,13 @@ class LaserConfig(GRPOConfig):
             f"model folder's laser_config.json (from `laser calibrate --save`), else {DEFAULT_REWARD_TOKEN}."
         },
     )
-    c_ref: float | None = field(
-        default=None,
+    c_ref: str = field(
+        default="auto",
         metadata={
-            "help": "Constant log pi_ref(z_c | x, y), e.g. -23 for Qwen2.5 (see `laser calibrate`). Default: the "
-            "model folder's laser_config.json when calibrated for the same token, else it is read from a frozen "
-            "reference model at every step (exact mode, one more forward pass)."
+            "help": "log pi_ref(z_c | x, y): a number (`laser calibrate` measures it; about -23 for Qwen2.5), 'auto' "
+            "(the model folder's laser_config.json when calibrated for the same z_c, else measured on the first "
+            "generation batch, the initial policy's own finished solutions) or 'exact' (each solution's, from a "
+            "frozen reference model: one more forward per step)."
         },
     )
     self_reward_loss_coef: float = field(default=0.1, metadata={"help": "alpha: weight of the self-reward MSE."})
@@ -74,8 +80,15 @@ class LaserConfig(GRPOConfig):
         super().__post_init__()
         if self.reward_token is not None:
             self.reward_token = str(self.reward_token)  # YAML reads a bare id as an int
-        if self.c_ref is not None and self.c_ref > 0:
-            raise ValueError(f"c_ref must be a log-probability (<= 0), got {self.c_ref}")
+        if self.c_ref is None:
+            self.c_ref = "auto"
+        if self.c_ref not in C_REF_MODES:
+            try:
+                self.c_ref = float(self.c_ref)
+            except (TypeError, ValueError):
+                raise ValueError(f"c_ref must be a number, 'auto' or 'exact', got {self.c_ref!r}") from None
+            if self.c_ref > 0:
+                raise ValueError(f"c_ref must be a log-probability (<= 0), got {self.c_ref}")
         for name in ("self_reward_loss_coef", "self_reward_beta", "self_rewarding_std_threshold"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import gather
 from transformers import PreTrainedModel
+from transformers.trainer_utils import get_last_checkpoint
 from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, use_adapter
@@ -68,10 +69,11 @@ class LaserGRPOTrainer(GRPOTrainer):
     give the verifier reward r_v (their weighted sum, in [0, 1]), e.g. `laser_rl.math_reward`.
     `model` may also be a `.gguf` file or a name from `laser_rl.models.MODELS`.
 
-    A `reward_token` or `c_ref` left unset in `args` is read from the model folder's
-    laser_config.json (written by `laser calibrate --save` or by an earlier LaSeR run), and set in
-    `args`. Every save (checkpoints and `save_model`) writes laser_config.json with z_c, c_ref,
-    beta_v and `prompt_settings`, so that the saved model carries what scoring it needs.
+    A `reward_token` left unset in `args` is read from the model folder's laser_config.json (written
+    by `laser calibrate --save` or by an earlier LaSeR run) and set in `args`; so is c_ref when
+    `args.c_ref` is "auto", else it is measured on the first generation batch (`self.c_ref`). Every
+    save (checkpoints and `save_model`) writes laser_config.json with z_c, c_ref, beta_v and
+    `prompt_settings`, so that the saved model carries what scoring it needs.
     """
 
     _tag_names = ["trl", "grpo", "laser"]
@@ -119,11 +121,18 @@ class LaserGRPOTrainer(GRPOTrainer):
         stored = read_model_settings(model_folder)
         token_from_file = args.reward_token is None and "reward_token" in stored
         args.reward_token = args.reward_token or stored.get("reward_token") or DEFAULT_REWARD_TOKEN
-        if args.c_ref is None and stored.get("c_ref") is not None and stored.get("reward_token") == args.reward_token:
-            args.c_ref = float(stored["c_ref"])
+        self.exact_mode = args.c_ref == "exact"
+        # The constant c_ref: given, or calibrated for this z_c, or (None) to be measured on the first batch.
+        self.c_ref: float | None = args.c_ref if isinstance(args.c_ref, float) else None
+        if (
+            args.c_ref == "auto"
+            and stored.get("c_ref") is not None
+            and stored.get("reward_token") == args.reward_token
+        ):
+            self.c_ref = float(stored["c_ref"])
         # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
         is_peft = peft_config is not None or hasattr(model, "peft_config")
-        needs_reference = args.c_ref is None and args.beta == 0.0 and not is_peft
+        needs_reference = self.exact_mode and args.beta == 0.0 and not is_peft
         reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
         super().__init__(
             model,
@@ -261,13 +270,22 @@ class LaserGRPOTrainer(GRPOTrainer):
         output["verifier_rewards"] = verifier_rewards[process_slice]
         output["self_reward_weights"] = mse_weights[process_slice]
 
-        if args.c_ref is None:
+        if self.exact_mode:
             if reference_logps is None:
                 reference_logps = self._rollout_reward_token_logps(output, reference=True)
             output["reference_reward_token_logps"] = reference_logps
             if mode == "train":
                 self._reference_logp_sum += gather(reference_logps.masked_fill(~finished, 0.0)).sum().item()
                 self._reference_logp_count += int(all_finished.sum().item())
+        elif self.c_ref is None and all_finished.any():
+            # c_ref: auto, measured once, on the first batch with a finished solution: at step 0 the policy is
+            # pi_ref, so this is the paper's mean of log pi_ref(z_c | x, y) over its own solutions.
+            if rollout_logps is None:
+                rollout_logps = self._rollout_reward_token_logps(output, reference=False)
+            total = gather(rollout_logps.masked_fill(~finished, 0.0)).sum().item()
+            self.c_ref = total / all_finished.sum().item()
+        if self.c_ref is not None:
+            self._metrics[mode]["laser/c_ref"].append(self.c_ref)
 
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
         self._metrics[mode]["laser/phase"].append(float(phase))
@@ -313,7 +331,10 @@ class LaserGRPOTrainer(GRPOTrainer):
 
     def _scores(self, logps: torch.Tensor, batch: dict) -> torch.Tensor:
         """r_s (B,) from log pi(z_c) (B,), against c_ref or the reference model's log-probs."""
-        reference = batch["reference_reward_token_logps"] if self.args.c_ref is None else self.args.c_ref
+        if self.exact_mode:
+            reference = batch["reference_reward_token_logps"]
+        else:  # c_ref unmeasured means no solution has finished yet: every score has weight 0
+            reference = 0.0 if self.c_ref is None else self.c_ref
         return self_reward_scores(logps, reference, self.args.self_reward_beta)
 
     # --- loss ----------------------------------------------------------------------------------------
@@ -358,7 +379,18 @@ class LaserGRPOTrainer(GRPOTrainer):
             if value == value:  # NaN where a class is absent: leave it out of the logged average
                 self._metrics[mode][f"laser/{name}"].append(value)
 
-    # --- saving: the model folder carries what scoring it needs -----------------------------------------
+    # --- saving and resuming: the model folder carries what scoring it needs ---------------------------
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        if resume_from_checkpoint and not self.exact_mode and not isinstance(self.args.c_ref, float):
+            # c_ref: auto was measured at the start of the run; a resumed run takes it from its checkpoint.
+            checkpoint = resume_from_checkpoint
+            if checkpoint is True:
+                checkpoint = get_last_checkpoint(self.args.output_dir)
+            stored = read_model_settings(checkpoint)
+            if stored.get("c_ref") is not None:
+                self.c_ref = float(stored["c_ref"])
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
@@ -370,8 +402,8 @@ class LaserGRPOTrainer(GRPOTrainer):
 
         In exact mode c_ref is the mean log pi_ref(z_c | x, y) over the finished rollouts seen so far.
         """
-        c_ref = self.args.c_ref
-        if c_ref is None and self._reference_logp_count:
+        c_ref = self.c_ref
+        if self.exact_mode and self._reference_logp_count:
             c_ref = self._reference_logp_sum / self._reference_logp_count
         return {
             "reward_token": self._tokenizer.convert_ids_to_tokens(self.reward_token_id),
