@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 
 from laser_rl.cli import main
@@ -138,3 +139,45 @@ def test_a_bad_model_is_one_line_and_exit_2(model_dir, tmp_path, capsys, folder,
     model = model_dir if folder == "bad-token" else tmp_path / folder
     line = run_failing(["train", "--config", recipe(tmp_path, model, data, reward_token=None)], capsys)
     assert message in line
+
+
+def test_killed_training_rerun_with_the_same_command_ends_with_the_uninterrupted_weights(model_dir, tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": f"{a}+{a}", "answer": str(2 * a)} for a in range(8)])
+    flags = ["--max_steps", "4", "--learning_rate", "1e-3", "--self_reward_loss_coef", "1.0"]
+
+    def command(out):
+        config = recipe(tmp_path, model_dir, data, output_dir=str(out))
+        return ["train", "--config", config, *flags]
+
+    main(command(tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "laser_rl.cli", *command(killed)], stderr=subprocess.DEVNULL)
+    while not (killed / "checkpoint-2" / "trainer_state.json").is_file() and process.poll() is None:
+        time.sleep(0.02)
+    process.kill()
+    process.wait()
+    (killed / "checkpoint-3").mkdir(exist_ok=True)  # as if cut off while writing: its state is torn
+    (killed / "checkpoint-3" / "trainer_state.json").write_text('{"global_step": 3, "log_hist')
+    capsys.readouterr()
+    main(command(killed))
+    assert f"resuming from {killed / 'checkpoint-2'}" in capsys.readouterr().err  # not the torn checkpoint-3
+    whole, resumed = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    main(command(killed))  # done: nothing more is trained
+    assert "nothing left to train" in capsys.readouterr().err
+    assert not (killed / "checkpoint-5").exists()
+    main([*command(killed), "--resume_from_checkpoint", "false", "--max_steps", "1"])  # afresh, by request
+    assert json.loads((killed / "checkpoint-1" / "trainer_state.json").read_text())["global_step"] == 1
+
+
+@pytest.mark.parametrize(("setting", "message"), [("true", "no complete checkpoint"), ("absent", "not a checkpoint")])
+def test_a_checkpoint_that_cannot_be_resumed_is_one_line(model_dir, tmp_path, capsys, setting, message):
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": "1+1", "answer": "2"}])
+    argv = ["train", "--config", recipe(tmp_path, model_dir, data), "--resume_from_checkpoint", setting]
+    assert message in run_failing(argv, capsys)

@@ -15,15 +15,18 @@ What changes against GRPO, and where:
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate.utils import gather
 from transformers import PreTrainedModel
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, use_adapter
@@ -382,12 +385,15 @@ class LaserGRPOTrainer(GRPOTrainer):
     # --- saving and resuming: the model folder carries what scoring it needs ---------------------------
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """TRL's `train`; `resume_from_checkpoint=True` takes the last *complete* checkpoint of
+        `output_dir` (see `last_complete_checkpoint`), where transformers would take the last one."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {self.args.output_dir}")
         if resume_from_checkpoint and not self.exact_mode and not isinstance(self.args.c_ref, float):
             # c_ref: auto was measured at the start of the run; a resumed run takes it from its checkpoint.
-            checkpoint = resume_from_checkpoint
-            if checkpoint is True:
-                checkpoint = get_last_checkpoint(self.args.output_dir)
-            stored = read_model_settings(checkpoint)
+            stored = read_model_settings(resume_from_checkpoint)
             if stored.get("c_ref") is not None:
                 self.c_ref = float(stored["c_ref"])
         return super().train(resume_from_checkpoint, *args, **kwargs)
@@ -426,6 +432,25 @@ class LaserGRPOTrainer(GRPOTrainer):
         if self.is_fsdp_enabled:
             return prepare_fsdp(reference, self.accelerator)
         return self.accelerator.prepare_model(reference, evaluation_mode=True)
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> str | None:
+    """The `checkpoint-N` folder of `output_dir` with the highest N that was written to the end, or None.
+
+    transformers writes trainer_state.json last into a checkpoint: a folder where it is missing or does
+    not parse was cut off by a kill (or a full disk) and is passed over.
+    """
+    steps = {}
+    for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit():
+            steps[path] = int(path.name.rsplit("-", 1)[1])
+    for folder in sorted(steps, key=steps.get, reverse=True):
+        try:
+            json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(folder)
+    return None
 
 
 def _check_untempered_score_is_exact(model: torch.nn.Module, temperature: float) -> None:

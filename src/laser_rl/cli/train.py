@@ -2,7 +2,9 @@
 
 Every field of `LaserConfig` (hence of TRL's `GRPOConfig`), of `DataArguments` and of TRL's
 `ModelConfig` can be set in the YAML file or as a flag (`--reward_token` or `--reward-token`); flags
-win. The model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. What
+win. Run again after an interruption, the same command continues from the last complete checkpoint
+in output_dir (`--resume_from_checkpoint false` starts afresh; `true` or a path name one). The
+model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. What
 the recipe leaves unset among the reward token, c_ref and the prompt settings comes from the model
 folder's laser_config.json (`laser calibrate --save`), and the saved model and every checkpoint
 carry all of them.
@@ -11,6 +13,7 @@ carry all of them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -54,6 +57,13 @@ def run(args: argparse.Namespace) -> None:
         raise LaserInputError(str(error).splitlines()[0]) from error
     if not model_args.model_name_or_path:
         raise LaserInputError("model_name_or_path: no model given")
+    checkpoint = _checkpoint_to_resume(config.resume_from_checkpoint, config.output_dir)
+    if checkpoint is not None and 0 < config.max_steps <= _global_step(checkpoint):
+        # transformers would train one step past max_steps from there; the run is done
+        print(
+            f"laser train: {checkpoint} is at max_steps ({config.max_steps}); nothing left to train", file=sys.stderr
+        )
+        return
     model = resolve_model(model_args.model_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=model_args.model_revision)
@@ -83,7 +93,32 @@ def run(args: argparse.Namespace) -> None:
         tokenizer, trainer.reward_token_id, render_prompts(tokenizer, problems, "{problem}", chat), data_args.dataset
     )
     check_reward_token_unused(tokenizer, trainer.reward_token_id, dataset["answer"], data_args.dataset)
-    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
     trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"laser train: model saved to {config.output_dir}", file=sys.stderr)
+
+
+def _checkpoint_to_resume(setting: str | None, output_dir: str) -> str | None:
+    """The checkpoint to resume from: unset, output_dir's last complete one if any; "true", the same or
+    an error if there is none; "false", none; else the path given."""
+    from laser_rl.trainer import last_complete_checkpoint
+
+    if setting is not None and setting.lower() == "false":
+        return None
+    if setting is not None and setting.lower() != "true":
+        if not Path(setting, "trainer_state.json").is_file():
+            raise LaserInputError(f"resume_from_checkpoint: {setting} is not a checkpoint folder")
+        return setting
+    checkpoint = last_complete_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    if checkpoint is None and setting is not None:
+        raise LaserInputError(f"resume_from_checkpoint: no complete checkpoint in {output_dir}")
+    if checkpoint is not None:
+        print(
+            f"laser train: resuming from {checkpoint} (--resume_from_checkpoint false starts afresh)", file=sys.stderr
+        )
+    return checkpoint
+
+
+def _global_step(checkpoint: str) -> int:
+    return json.loads(Path(checkpoint, "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
