@@ -57,6 +57,40 @@ def test_eval_generates_grades_and_reports_in_one_go(short_answer_model, tokeniz
     assert json.loads((out / "report.json").read_text())["num_solutions"] == 12
 
 
+def test_an_interrupted_eval_resumes_whatever_evals_own_flags_say(
+    short_answer_model, tokenizer, tmp_path, monkeypatch
+):
+    import laser_rl.workflows
+
+    model_dir = tmp_path / "model"
+    short_answer_model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps({"problem": f"{a}+{a}", "answer": str(2 * a)}) + "\n" for a in range(6)))
+
+    def evaluate(out, *flags):
+        main(["eval", "--model", str(model_dir), "--data", str(data), "--n", "2", "--out", str(out)]
+             + ["--batch-size", "2", "--reward-token", REWARD_TOKEN, "--c-ref", "-5", "--max-new-tokens", "4"]
+             + ["--prompt-template", "Q: {problem}=", *flags])  # fmt: skip
+
+    evaluate(tmp_path / "whole")
+    sample, calls = laser_rl.workflows.generate_with_scores, []
+
+    def interrupted_on_the_third_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(laser_rl.workflows, "generate_with_scores", interrupted_on_the_third_batch)
+    with pytest.raises(SystemExit):
+        evaluate(tmp_path / "resumed", "--num-subsets", "7")
+    monkeypatch.undo()
+    evaluate(tmp_path / "resumed", "--num-subsets", "20")
+    for name in ("generated.jsonl", "graded.jsonl"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
 def test_eval_without_input_is_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "--out", str(tmp_path)])

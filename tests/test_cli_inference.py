@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-import laser_rl.cli.generate
+import laser_rl.workflows
 from laser_rl.cli import main
 from laser_rl.jsonl import read_jsonl
 
@@ -72,7 +72,7 @@ def test_generate_writes_the_authors_format_and_score_agrees(model_dir, problems
 def test_generate_resumes_after_an_interruption(model_dir, problems_file, tmp_path, monkeypatch, capsys):
     reference, out = tmp_path / "reference.jsonl", tmp_path / "out.jsonl"
     generate(model_dir, problems_file, reference, "--c-ref", "-7")
-    sample = laser_rl.cli.generate.generate_with_scores
+    sample = laser_rl.workflows.generate_with_scores
     calls = []
 
     def interrupted_on_the_third_batch(*args, **kwargs):
@@ -81,7 +81,7 @@ def test_generate_resumes_after_an_interruption(model_dir, problems_file, tmp_pa
             raise KeyboardInterrupt
         return sample(*args, **kwargs)
 
-    monkeypatch.setattr(laser_rl.cli.generate, "generate_with_scores", interrupted_on_the_third_batch)
+    monkeypatch.setattr(laser_rl.workflows, "generate_with_scores", interrupted_on_the_third_batch)
     with pytest.raises(SystemExit) as exit_info:
         generate(model_dir, problems_file, out, "--c-ref", "-7")
     assert exit_info.value.code == 130

@@ -16,31 +16,24 @@ import math
 import sys
 from collections.abc import Sequence
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
 from laser_rl.cli.generate import (
     REWARD_TOKEN_HELP,
     add_prompt_arguments,
     add_sampling_arguments,
     positive_float,
     positive_int,
+    sampling_from,
     settings_for,
 )
 from laser_rl.errors import LaserInputError
-from laser_rl.generation import eos_token_ids, generate_with_scores, load_model, load_tokenizer
+from laser_rl.generation import load_model, load_tokenizer
 from laser_rl.jsonl import check_responses, load_records
 from laser_rl.model_settings import read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
 from laser_rl.prompts import prompt_settings, render_prompts
-from laser_rl.scoring import (
-    TokenStats,
-    candidate_reward_tokens,
-    eos_logprobs,
-    solution_ids,
-    suggest_reward_tokens,
-    token_stats,
-)
+from laser_rl.scoring import TokenStats, candidate_reward_tokens, eos_logprobs, suggest_reward_tokens, token_stats
 from laser_rl.tokens import check_reward_token_unused
+from laser_rl.workflows import calibration_solutions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,21 +57,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     records = load_records(args.data, {"problem": str}, _check_responses_if_any, split=args.split, limit=args.limit)
-    args.model = resolve_model(args.model)
-    tokenizer = load_tokenizer(args.model)
+    model_dir = resolve_model(args.model)
+    tokenizer = load_tokenizer(model_dir)
     template, chat = prompt_settings(
-        tokenizer, read_model_settings(args.model), args.prompt_template, args.chat_template
+        tokenizer, read_model_settings(model_dir), args.prompt_template, args.chat_template
     )
     prompts = render_prompts(tokenizer, [record["problem"] for record in records], template, chat)
     if args.suggest:
         # Sampling keeps one unused token out, as it keeps z_c out; any of the candidates does.
         keep_out = next(iter(candidate_reward_tokens(tokenizer, prompts).values()))
     else:
-        settings = settings_for(args, tokenizer, need_c_ref=False)
+        settings = settings_for(args, tokenizer, model_dir, need_c_ref=False)
         reward_token, keep_out = settings.reward_token, settings.reward_token_id
         check_reward_token_unused(tokenizer, keep_out, prompts, args.data)
-    model = load_model(args.model)
-    sequences, responses = _solutions(args, model, tokenizer, records, prompts, keep_out)
+    model = load_model(model_dir)
+    sampling = sampling_from(args)
+    sequences, responses, truncated = calibration_solutions(
+        model, tokenizer, records, prompts, keep_out, args.n, sampling
+    )
+    if truncated:
+        print(f"laser calibrate: left out {truncated} truncated solutions (no EOS, so no score)", file=sys.stderr)
+    if not sequences:
+        raise LaserInputError(f"--data {args.data}: no finished solution to calibrate on; raise --max-new-tokens")
     if args.suggest:
         ranking = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *responses], args.batch_size)
         _print_ranking(ranking)
@@ -102,58 +102,11 @@ def run(args: argparse.Namespace) -> None:
             "prompt_template": template,
             "chat": chat,
         }
-        print(f"wrote {write_model_settings(args.model, stored)}")
+        print(f"wrote {write_model_settings(model_dir, stored)}")
 
 
 def _check_responses_if_any(record: dict) -> str | None:
     return check_responses(record) if "responses" in record else None
-
-
-def _solutions(
-    args: argparse.Namespace,
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    records: Sequence[dict],
-    prompts: Sequence[str],
-    keep_out: int,
-) -> tuple[list[list[int]], list[str]]:
-    """prompt + solution + EOS ids of every finished solution, and the solutions' texts: the
-    records' responses where they have them, else --n samples per problem."""
-    eos = eos_token_ids(model, tokenizer)[0]
-    sequences, responses, truncated = [], [], 0
-    for record, prompt in zip(records, prompts, strict=True):
-        finished = record.get("finished") or [True] * len(record.get("responses", []))
-        given = record.get("response_token_ids") or record.get("responses", [])
-        for text, response, done in zip(record.get("responses", []), given, finished, strict=True):
-            if done:
-                sequences.append(solution_ids(tokenizer, prompt, response, eos))
-                responses.append(text)
-            truncated += not done
-    to_sample = [prompt for record, prompt in zip(records, prompts, strict=True) if "responses" not in record]
-    if to_sample:
-        sampled = generate_with_scores(
-            model,
-            tokenizer,
-            to_sample,
-            n=args.n,
-            reward_token_id=keep_out,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            max_new_tokens=args.max_new_tokens,
-            seed=args.seed,
-            batch_size=args.batch_size,
-        )
-        for prompt, samples in zip(to_sample, sampled, strict=True):
-            done = [sample for sample in samples if sample.finished]
-            sequences += [solution_ids(tokenizer, prompt, sample.token_ids, eos) for sample in done]
-            responses += [sample.text for sample in done]
-            truncated += sum(not sample.finished for sample in samples)
-    if truncated:
-        print(f"laser calibrate: left out {truncated} truncated solutions (no EOS, so no score)", file=sys.stderr)
-    if not sequences:
-        raise LaserInputError(f"--data {args.data}: no finished solution to calibrate on; raise --max-new-tokens")
-    return sequences, responses
 
 
 def _print_ranking(ranking: Sequence[TokenStats]) -> None:

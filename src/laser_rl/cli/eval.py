@@ -2,8 +2,8 @@
 
 `laser eval FILE.jsonl --out DIR` reports on records that have `pred_answers`, `acc_list` and
 `self_rewarding_scores` (from `laser generate` + `laser grade`, or the authors' scripts + `laser score`).
-`laser eval --model M --data D --n K --out DIR` first generates into DIR/generated.jsonl and grades
-into DIR/graded.jsonl (both resumable), then reports.
+`laser eval --model M --data D --n K --out DIR` first generates into DIR/generated.jsonl (resumable, whatever
+eval's own flags such as --num-subsets say) and grades into DIR/graded.jsonl, then reports.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from laser_rl.cli import generate, grade
+from laser_rl.cli import generate
 from laser_rl.errors import LaserInputError
 
 
@@ -37,17 +37,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from laser_rl.grading import MathGrader
-    from laser_rl.jsonl import check_responses, read_jsonl
+    from laser_rl.jsonl import check_responses, read_jsonl, write_jsonl_atomic
     from laser_rl.report import build_report, format_number
+    from laser_rl.workflows import grade_records
 
     if args.model:
         if args.input or not (args.data and args.n):
             raise LaserInputError("--model needs --data and --n, and no FILE.jsonl")
         args.out.mkdir(parents=True, exist_ok=True)
-        generated, graded = args.out / "generated.jsonl", args.out / "graded.jsonl"
-        generate.run(argparse.Namespace(**{**vars(args), "out": str(generated)}))
-        grade.run(argparse.Namespace(input=str(generated), output=str(graded)))
-        args.input = str(graded)
+        generated, _ = generate.generate_from_flags(args, args.out / "generated.jsonl")
+        args.input = args.out / "graded.jsonl"
+        write_jsonl_atomic(args.input, grade_records(generated))
     elif not args.input:
         raise LaserInputError("give FILE.jsonl, or --model, --data and --n to generate one")
     records = read_jsonl(

@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
-from functools import partial
+from collections.abc import Callable
+from pathlib import Path
 
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from laser_rl.generation import (
-    Sample,
-    generate_with_scores,
-    generate_with_scores_vllm,
-    load_model,
-    load_tokenizer,
-    load_vllm,
-)
-from laser_rl.jsonl import PROBLEM_FIELDS, ResumableWriter, fingerprint, load_records
+from laser_rl.generation import load_tokenizer
+from laser_rl.jsonl import PROBLEM_FIELDS, load_records
 from laser_rl.models import resolve_model
 from laser_rl.prompts import render_prompts
-from laser_rl.scoring import ScoringSettings, scoring_settings, self_reward_score_list
+from laser_rl.scoring import ScoringSettings, scoring_settings
 from laser_rl.tokens import check_reward_token_unused
+from laser_rl.workflows import Sampling, generate_file
 
 
 def _number(kind: Callable[[str], float], low: float, low_open: bool, high: float | None = None):
@@ -95,12 +87,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_for(
-    args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase, need_c_ref: bool = True
+    args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase, model: str, need_c_ref: bool = True
 ) -> ScoringSettings:
     """z_c, c_ref, beta_v and the prompt settings: the flags, else the model folder's, else the defaults."""
     return scoring_settings(
         tokenizer,
-        args.model,
+        model,
         reward_token=args.reward_token,
         c_ref=getattr(args, "c_ref", None),
         beta_v=getattr(args, "beta_v", None),
@@ -108,11 +100,6 @@ def settings_for(
         chat=args.chat_template,
         need_c_ref=need_c_ref,
     )
-
-
-def prompts_for(settings: ScoringSettings, tokenizer: PreTrainedTokenizerBase, problems: Sequence[str]) -> list[str]:
-    """The rendered prompts, as the settings say."""
-    return render_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -133,28 +120,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_sampling_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> None:
+def sampling_from(args: argparse.Namespace) -> Sampling:
+    """The sampling flags as `workflows.Sampling`."""
+    return Sampling(args.temperature, args.top_p, args.top_k, args.max_new_tokens, args.seed, args.batch_size)
+
+
+def generate_from_flags(args: argparse.Namespace, out: str | Path) -> tuple[list[dict], ScoringSettings]:
+    """`workflows.generate_file` as the flags of `laser generate` (and `laser eval --model`) say."""
     problems = load_records(args.data, PROBLEM_FIELDS, split=args.split, limit=args.limit)
-    args.model = resolve_model(args.model)
-    tokenizer = load_tokenizer(args.model)
-    settings = settings_for(args, tokenizer)
-    prompts = prompts_for(settings, tokenizer, [problem["problem"] for problem in problems])
+    model = resolve_model(args.model)
+    tokenizer = load_tokenizer(model)
+    settings = settings_for(args, tokenizer, model)
+    prompts = render_prompts(tokenizer, [p["problem"] for p in problems], settings.prompt_template, settings.chat)
     check_reward_token_unused(tokenizer, settings.reward_token_id, prompts, args.data)
-    sample = _sampler(args, tokenizer, settings.reward_token_id)
-    resume_settings = vars(args) | asdict(settings) | {"data_fingerprint": fingerprint(problems)}
-    # Problems are sampled in fixed windows, each seeded from its first row, so a resumed run
-    # redoes whole windows and gets the samples an uninterrupted run gets.
-    per_window = max(1, args.batch_size // args.n)
-    windows = [range(start, min(start + per_window, len(problems))) for start in range(0, len(problems), per_window)]
-    with ResumableWriter(args.out, resume_settings) as writer:
-        todo = [window for window in windows if any(index not in writer.records for index in window)]
-        for window in tqdm(todo, desc="generate", unit="batch"):
-            samples = sample(prompts[window.start : window.stop], seed=(args.seed << 32) + window.start * args.n)
-            for index, solutions in zip(window, samples, strict=True):
-                if index not in writer.records:
-                    writer.write(index, _record(problems[index], solutions, settings.c_ref, settings.beta_v))
-        writer.finish()
-        records = list(writer.records.values())
+    records = generate_file(model, tokenizer, problems, out, args.n, settings, sampling_from(args), args.backend)
+    return records, settings
+
+
+def run(args: argparse.Namespace) -> None:
+    records, settings = generate_from_flags(args, args.out)
     finished = [done for record in records for done in record["finished"]]
     print(
         f"laser generate: {len(records)} problems x {args.n} solutions, {sum(finished)} finished "
@@ -162,32 +146,3 @@ def run(args: argparse.Namespace) -> None:
         f"z_c {settings.reward_token!r}, c_ref {settings.c_ref:.3f}, beta_v {settings.beta_v}; wrote {args.out}",
         file=sys.stderr,
     )
-
-
-def _sampler(
-    args: argparse.Namespace, tokenizer: PreTrainedTokenizerBase, token_id: int
-) -> Callable[..., list[list[Sample]]]:
-    """prompts, seed -> n samples per prompt, with the chosen backend and sampling settings."""
-    settings = dict(
-        n=args.n,
-        reward_token_id=token_id,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        top_k=args.top_k,
-        max_new_tokens=args.max_new_tokens,
-    )
-    if args.backend == "vllm":
-        return partial(generate_with_scores_vllm, load_vllm(args.model, args.seed), **settings)
-    model = load_model(args.model)
-    return partial(generate_with_scores, model, tokenizer, batch_size=args.batch_size, progress=False, **settings)
-
-
-def _record(problem: dict, samples: Sequence[Sample], c_ref: float, beta_v: float) -> dict:
-    logps = [sample.reward_token_logp for sample in samples]
-    return problem | {
-        "responses": [sample.text for sample in samples],
-        "finished": [sample.finished for sample in samples],
-        "response_token_ids": [sample.token_ids for sample in samples],
-        "reward_token_logps": logps,
-        "self_rewarding_scores": self_reward_score_list(logps, c_ref, beta_v),
-    }

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from tqdm import tqdm
-
-from laser_rl.grading import MathGrader, extract_last_boxed
 from laser_rl.jsonl import check_responses, read_jsonl, write_jsonl_atomic
+from laser_rl.workflows import grade_records
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,21 +22,4 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     records = read_jsonl(args.input, {"answer": (str, int, float)}, check_responses)
-    predictions = [[extract_last_boxed(response) for response in record["responses"]] for record in records]
-    flat_predictions = [prediction for answers in predictions for prediction in answers]
-    golds = [str(record["answer"]) for record, answers in zip(records, predictions, strict=True) for _ in answers]
-    # Blocks large enough to keep every worker busy, small enough for a progress bar.
-    block = 256
-    with MathGrader() as grader, tqdm(total=len(golds), desc="grade", unit="answer") as progress:
-        graded = []
-        for start in range(0, len(golds), block):
-            graded += grader.grade(flat_predictions[start : start + block], golds[start : start + block])
-            progress.update(len(graded) - progress.n)
-    accuracies = iter(graded)
-    write_jsonl_atomic(
-        args.output,
-        (
-            record | {"pred_answers": answers, "acc_list": [next(accuracies) for _ in answers]}
-            for record, answers in zip(records, predictions, strict=True)
-        ),
-    )
+    write_jsonl_atomic(args.output, grade_records(records))

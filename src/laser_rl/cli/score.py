@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 
-from tqdm.auto import tqdm
-
-from laser_rl.cli.generate import add_prompt_arguments, add_reward_arguments, positive_int, prompts_for, settings_for
-from laser_rl.generation import eos_token_ids, load_model, load_tokenizer
-from laser_rl.jsonl import ResumableWriter, check_responses, fingerprint, read_jsonl
+from laser_rl.cli.generate import add_prompt_arguments, add_reward_arguments, positive_int, settings_for
+from laser_rl.generation import load_tokenizer
+from laser_rl.jsonl import check_responses, read_jsonl
 from laser_rl.models import resolve_model
-from laser_rl.scoring import record_logps, self_reward_score_list
+from laser_rl.workflows import score_file
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,22 +35,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     records = read_jsonl(args.input, {"problem": str}, check_responses)
-    args.model = resolve_model(args.model)
-    tokenizer = load_tokenizer(args.model)
-    settings = settings_for(args, tokenizer)
-    prompts = prompts_for(settings, tokenizer, [record["problem"] for record in records])
-    model = load_model(args.model)
-    eos = eos_token_ids(model, tokenizer)[0]
-    resume_settings = vars(args) | asdict(settings) | {"input_fingerprint": fingerprint(records)}
-    with ResumableWriter(args.output, resume_settings) as writer:
-        for index, (record, prompt) in enumerate(tqdm(list(zip(records, prompts, strict=True)), desc="score")):
-            if index not in writer.records:
-                logps = record_logps(model, tokenizer, record, prompt, settings.reward_token_id, eos, args.batch_size)
-                scores = self_reward_score_list(logps, settings.c_ref, settings.beta_v)
-                writer.write(index, record | {"reward_token_logps": logps, "self_rewarding_scores": scores})
-        writer.finish()
-    scored = sum(logp is not None for record in writer.records.values() for logp in record["reward_token_logps"])
+    model = resolve_model(args.model)
+    tokenizer = load_tokenizer(model)
+    settings = settings_for(args, tokenizer, model)
+    scored = score_file(model, tokenizer, records, args.output, settings, args.batch_size)
+    count = sum(logp is not None for record in scored for logp in record["reward_token_logps"])
     print(
-        f"laser score: {scored} finished solutions in {len(records)} records scored; wrote {args.output}",
+        f"laser score: {count} finished solutions in {len(records)} records scored; wrote {args.output}",
         file=sys.stderr,
     )
