@@ -141,6 +141,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def readme_tables(summary: dict) -> str:
+    """The README's two tables of a demo run: reasoning and self-verification, then voting at the two
+    largest N (`tests/test_readme.py` checks that the README shows them as this renders them)."""
+    names = {"start": "start (SFT)", "grpo": "GRPO", "laser": "LaSeR"}
+    rows, votes = [], []
+    for name in MODELS:
+        result = summary["models"][name]
+        verification = result["self_verification"]["all"]
+        cells = [result["accuracy"], verification["f1"], verification["auroc"], verification["acc_correct"]]
+        cells += [verification["acc_wrong"], verification["ece"], result["trivial_judge"]["auroc"]]
+        rows.append([names[name], *map(format_number, cells)])
+        numbers = headline_numbers(result)
+        votes.append([names[name], *(format_number(numbers[k]) for k in numbers if k.startswith(("major", "weight")))])
+    header = ["model", "accuracy", "self-verif. F1", "AUROC", "acc. on correct", "acc. on wrong", "ECE"]
+    n = summary["models"]["laser"]["scaling"]["n"][-2:]
+    voting = ["model", f"majority@{n[0]}", f"weighted@{n[0]}", f"majority@{n[1]}", f"weighted@{n[1]}"]
+    return markdown_table([*header, "trivial judge AUROC"], rows) + "\n\n" + markdown_table(voting, votes[1:])
+
+
 def headline_numbers(result: dict) -> dict[str, float | None]:
     """The numbers of one model's result that the paper compares: accuracy, self-verification, the trivial
     judge, and voting at the two largest N (8 and 16 in the full demo)."""
