@@ -7,6 +7,7 @@ import pytest
 
 import laser_rl.workflows
 from laser_rl.cli import main
+from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.jsonl import read_jsonl
 
 PROBLEMS = [
@@ -21,6 +22,7 @@ def model_dir(tmp_path_factory, _short_answer_model, tokenizer):
     path = tmp_path_factory.mktemp("model")
     _short_answer_model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    (path / "laser_config.json").write_text(json.dumps({"reward_token": REWARD_TOKEN}))  # its z_c, no c_ref yet
     return path
 
 
@@ -149,15 +151,20 @@ BAD_INPUTS = {  # input bytes, command line, what the message says
     "empty responses": (b'{"problem": "x", "responses": []}\n', SCORE, "in.jsonl:1: field 'responses' is empty"),
     "not utf-8": (b'{"answer": "3", "responses": ["\xe9"]}\n', "grade {data} {out}", "in.jsonl:1: not UTF-8"),
     "no c_ref": (GOOD, GENERATE, "no --c-ref given"),
+    "no z_c": (GOOD, GENERATE + " --c-ref -7 --model {bare}", "the tokenizer has no <|vision_start|>"),
     "vllm without vllm": (GOOD, GENERATE + " --c-ref -7 --backend vllm", "--backend vllm"),
 }
 
 
 @pytest.mark.parametrize(("data", "command", "message"), BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
-def test_bad_input_is_one_line_exit_2_and_no_output(data, command, message, model_dir, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_no_output(
+    data, command, message, model_dir, tmp_path_factory, tmp_path, capsys
+):
     source = tmp_path / "in.jsonl"
     source.write_bytes(data)
-    places = {"model": model_dir, "data": source, "out": tmp_path / "out.jsonl", "tmp": tmp_path}
+    bare = tmp_path_factory.mktemp("bare")  # the model without its laser_config.json
+    shutil.copytree(model_dir, bare, dirs_exist_ok=True, ignore=shutil.ignore_patterns("laser_config.json"))
+    places = {"model": model_dir, "data": source, "out": tmp_path / "out.jsonl", "tmp": tmp_path, "bare": bare}
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
         main([part.format(**places) for part in command.split()])

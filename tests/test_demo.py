@@ -66,3 +66,15 @@ def test_demo_refuses_a_directory_made_with_other_settings(demo_dir, capsys):
         main(["demo", "--out", str(demo_dir)])
     assert exit_info.value.code == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_quick_demo_models_carry_their_scoring_settings(demo_dir):
+    from laser_rl.demo.pipeline import PROMPT_TEMPLATE
+    from laser_rl.demo.task import Problem
+
+    c_ref = json.loads((demo_dir / "start" / "c_ref.json").read_text())
+    assert PROMPT_TEMPLATE.replace("{problem}", "12+34") == Problem(12, 34).prompt
+    for name in ("start", "grpo", "laser"):
+        carried = json.loads((demo_dir / name / "laser_config.json").read_text())
+        assert carried["reward_token"] == REWARD_TOKEN and carried["c_ref"] == c_ref["mean"]
+        assert carried["prompt_template"] == PROMPT_TEMPLATE and carried["chat"] is False

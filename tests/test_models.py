@@ -77,7 +77,9 @@ def test_model_settings_merge_and_name_the_file_and_field(tmp_path):
 
 def test_scoring_settings_come_from_flags_then_the_folder_then_defaults(tokenizer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
-    defaults = scoring_settings(tokenizer, str(tmp_path), need_c_ref=False)
+    with pytest.raises(LaserInputError, match="the tokenizer has no <\\|vision_start\\|>"):
+        scoring_settings(tokenizer, str(tmp_path), need_c_ref=False)  # the product's default z_c is Qwen's
+    defaults = scoring_settings(tokenizer, str(tmp_path), reward_token="<|reward|>", need_c_ref=False)
     assert (defaults.reward_token, defaults.c_ref, defaults.beta_v) == ("<|reward|>", None, 0.1)
     assert (defaults.prompt_template, defaults.chat) == (DEFAULT_PROMPT_TEMPLATE, False)
     stored = {"reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2, "prompt_template": "Q: {problem}="}

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
-DEFAULT_REWARD_TOKEN = "<|vision_start|>"  # Qwen2.5's, as the authors
+from laser_rl.tokens import DEFAULT_REWARD_TOKEN
+
 C_REF_MODES = ("auto", "exact")  # c_ref's values other than a number
 
 

@@ -20,10 +20,8 @@ from laser_rl.core import self_reward_scores
 from laser_rl.errors import LaserInputError
 from laser_rl.model_settings import model_settings_path, read_model_settings
 from laser_rl.prompts import prompt_settings
-from laser_rl.tokens import resolve_reward_token
+from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
 
-# Without --reward-token or a laser_config.json: the demo models' token, else Qwen's <|vision_start|> as the authors.
-DEFAULT_REWARD_TOKENS = ("<|reward|>", "<|vision_start|>")
 DEFAULT_BETA_V = 0.1
 
 
@@ -84,16 +82,13 @@ def scoring_settings(
 
 
 def _default_or_given_token(tokenizer: PreTrainedTokenizerBase, token: str | None) -> int:
-    if token is None:
-        vocab = tokenizer.get_vocab()
-        token = next((name for name in DEFAULT_REWARD_TOKENS if name in vocab), None)
-        if token is None:
-            raise LaserInputError(
-                f"no --reward-token given, no laser_config.json names one, and the tokenizer has none of "
-                f"{', '.join(DEFAULT_REWARD_TOKENS)}; `laser calibrate --suggest` ranks candidates"
-            )
+    if token is None and DEFAULT_REWARD_TOKEN not in tokenizer.get_vocab():
+        raise LaserInputError(
+            f"no --reward-token given, no laser_config.json names one, and the tokenizer has no "
+            f"{DEFAULT_REWARD_TOKEN}; `laser calibrate --suggest` ranks candidates"
+        )
     try:
-        return resolve_reward_token(tokenizer, token)
+        return resolve_reward_token(tokenizer, token or DEFAULT_REWARD_TOKEN)
     except LaserInputError as error:
         raise LaserInputError(f"--reward-token: {error}") from None
 

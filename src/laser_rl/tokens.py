@@ -8,6 +8,9 @@ from transformers import PreTrainedTokenizerBase
 
 from laser_rl.errors import LaserInputError
 
+# z_c when neither the user nor the model folder's laser_config.json names one: Qwen2.5's, as the authors used.
+DEFAULT_REWARD_TOKEN = "<|vision_start|>"
+
 
 def resolve_reward_token(tokenizer: PreTrainedTokenizerBase, token: str | int) -> int:
     """The id of the reward token, given as a token string or an id (int or digits).

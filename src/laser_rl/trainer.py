@@ -31,7 +31,7 @@ from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, use_adapter
 
-from laser_rl.config import DEFAULT_REWARD_TOKEN, LaserConfig
+from laser_rl.config import LaserConfig
 from laser_rl.core import (
     LaserPhase,
     class_balance_weights,
@@ -46,7 +46,7 @@ from laser_rl.errors import LaserInputError
 from laser_rl.metrics import self_verification_metrics
 from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
-from laser_rl.tokens import resolve_reward_token
+from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
 
 # Keys of a generation batch that `_get_per_token_logps_and_entropies` takes for multimodal models.
 _FORWARD_KEYS = (

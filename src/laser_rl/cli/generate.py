@@ -45,9 +45,7 @@ def _number(kind: Callable[[str], float], low: float, low_open: bool, high: floa
 positive_int = _number(int, 0, low_open=True)
 non_negative_int = _number(int, 0, low_open=False)
 positive_float = _number(float, 0, low_open=True)
-REWARD_TOKEN_HELP = (
-    "z_c, as a token or an id (default: the model folder's laser_config.json, else <|reward|>, else <|vision_start|>)"
-)
+REWARD_TOKEN_HELP = "z_c, as a token or an id (default: the model folder's laser_config.json, else <|vision_start|>)"
 
 
 def add_reward_arguments(parser: argparse.ArgumentParser) -> None:

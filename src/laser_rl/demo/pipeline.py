@@ -42,6 +42,7 @@ from laser_rl.demo.warmstart import WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
 from laser_rl.jsonl import write_jsonl_atomic
+from laser_rl.model_settings import write_model_settings
 from laser_rl.report import evaluate_records, format_number, write_report
 from laser_rl.scoring import (
     candidate_reward_tokens,
@@ -137,6 +138,8 @@ SMOLLM2_QUICK = replace(
 )
 PRESETS = {"tiny": (FULL, QUICK), "smollm2-135m-instruct": (SMOLLM2, SMOLLM2_QUICK)}
 
+# `Problem.prompt` as a template: the demo's models read the task's plain prompts, no chat template.
+PROMPT_TEMPLATE = "Q: {problem}=\nA:\n"
 # Room past the longest gold solution, so that a model that rambles is truncated rather than cut at its answer.
 MAX_NEW_TOKENS = max_solution_length() + 8
 # The warm start is the one stage that runs alone: two threads make it about 1.4x faster on 2 cores, and give
@@ -259,6 +262,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
     TrainingProgress.attach(trainer, f"{name} training", metrics, position=("laser", "grpo").index(name))
     trainer.train()
     trainer.save_model(model_dir)
+    write_model_settings(model_dir, _carried_settings(c_ref, settings))
     (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
 
 
@@ -291,7 +295,20 @@ def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
         best = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *(s.text for _, s in finished)])[0]
         c_ref = {"mean": best.mean, "std": best.std, "n": best.count, "reward_token": best.token}
     path.write_text(json.dumps(c_ref))
+    write_model_settings(start_dir, _carried_settings(c_ref, settings))
     return c_ref
+
+
+def _carried_settings(c_ref: dict, settings: DemoSettings) -> dict:
+    """The laser_config.json of each demo model, so that `laser generate --model DIR/NAME` scores and prompts
+    it as the demo does."""
+    return {
+        "reward_token": c_ref["reward_token"],
+        "c_ref": c_ref["mean"],
+        "self_reward_beta": settings.self_reward_beta,
+        "prompt_template": PROMPT_TEMPLATE,
+        "chat": False,
+    }
 
 
 def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_ref: dict) -> list[dict]:
