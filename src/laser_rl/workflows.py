@@ -25,7 +25,7 @@ from laser_rl.generation import (
 )
 from laser_rl.grading import MathGrader, extract_last_boxed
 from laser_rl.jsonl import ResumableWriter, fingerprint
-from laser_rl.prompts import render_prompts
+from laser_rl.prompts import record_prompts
 from laser_rl.scoring import ScoringSettings, record_logps, self_reward_score_list, solution_ids
 
 
@@ -65,7 +65,7 @@ def generate_file(
         settings: z_c, c_ref, beta_v and the prompt settings (`scoring.scoring_settings`).
         backend: "hf" (`generate_with_scores`) or "vllm" (`generate_with_scores_vllm`).
     """
-    prompts = render_prompts(tokenizer, [p["problem"] for p in problems], settings.prompt_template, settings.chat)
+    prompts = record_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
     sample = _sampler(model, tokenizer, n, settings.reward_token_id, sampling, backend)
     resume = {"model": model, "n": n, "backend": backend, **asdict(settings), **asdict(sampling)}
     resume["data_fingerprint"] = fingerprint(problems)
@@ -123,7 +123,7 @@ def score_file(
     """Add `reward_token_logps` and `self_rewarding_scores` to records produced elsewhere, into `out`,
     resumably: the sampled ids where a record has them, else its responses' text (see
     `scoring.record_logps`); None for truncated responses."""
-    prompts = render_prompts(tokenizer, [r["problem"] for r in records], settings.prompt_template, settings.chat)
+    prompts = record_prompts(tokenizer, records, settings.prompt_template, settings.chat)
     network = load_model(model)
     eos = eos_token_ids(network, tokenizer)[0]
     resume = {"model": model, **asdict(settings), "batch_size": batch_size, "input_fingerprint": fingerprint(records)}
