@@ -164,6 +164,16 @@ def exact_reward(completions: list, answer: list, **kwargs) -> list[float]:
 BUILTIN = {"math": math_reward, "choice": choice_reward, "exact": exact_reward}
 
 
+def predicted_answer(spec: str, text: str, choices: Sequence[str] | None = None) -> str | None:
+    """The answer verifier `spec` reads in a response, for `laser grade`'s `pred_answers`: the option letter
+    for `choice`, the normalised answer for `exact`, else the last `\\boxed{}`'s content (None if none)."""
+    if spec == "choice":
+        return extract_choice(text, choices=choices)
+    if spec == "exact":
+        return exact_answer(text)
+    return extract_last_boxed(text)
+
+
 def check_rewards(name: str, rewards: object, count: int) -> list[float | None]:
     """`rewards` as a list of `count` floats in [0, 1] or None (NaN becomes None); else a `LaserInputError`."""
     if not isinstance(rewards, Sequence) or isinstance(rewards, str) or len(rewards) != count:
