@@ -111,6 +111,50 @@ def test_grade_adds_boxed_answers_and_accuracy(tmp_path):
     assert record["acc_list"] == [1.0, 0.0, 0.0, 1.0]
 
 
+def test_grade_with_the_verifiers_of_training(tmp_path, monkeypatch):
+    source, graded = tmp_path / "in.jsonl", tmp_path / "graded.jsonl"
+    options = ["Carbon", "Oxygen", "Neon"]
+    responses = ["The answer is (B).", "\\boxed{Oxygen}", "Answer: Carbon", "\\boxed{A}"]
+    source.write_text(json.dumps({"problem": "Which?", "choices": options, "answer": "B", "responses": responses}))
+    main(["grade", str(source), str(graded), "--verifier", "choice"])
+    [record] = read_jsonl(graded)
+    assert record["pred_answers"] == ["B", "B", None, "A"] and record["acc_list"] == [1.0, 1.0, 0.0, 0.0]
+
+    source.write_text(json.dumps({"problem": "Capital?", "answer": "Paris", "responses": ["\\boxed{paris.}", "Rome"]}))
+    main(["grade", str(source), str(graded), "--verifier", "exact"])
+    [record] = read_jsonl(graded)
+    assert record["pred_answers"] == ["paris", "rome"] and record["acc_list"] == [1.0, 0.0]
+
+    # a verifier of one's own sees the record's fields; what it cannot judge is null
+    (tmp_path / "own.py").write_text(
+        "def unsure_unless_boxed(completions, answer, problem, **kwargs):\n"
+        "    assert problem == ['Capital?'] * len(completions)\n"
+        "    return [1.0 if '\\\\boxed' in c else None for c in completions]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "own", raising=False)
+    main(["grade", str(source), str(graded), "--verifier", "own:unsure_unless_boxed"])
+    [record] = read_jsonl(graded)
+    assert record["pred_answers"] == ["paris.", None] and record["acc_list"] == [1.0, None]
+
+
+def test_a_verifier_reward_outside_0_1_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    (tmp_path / "own.py").write_text(
+        "def too_sure(completions, answer, **kwargs):\n    return [2.0] * len(completions)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "own", raising=False)
+    (tmp_path / "in.jsonl").write_bytes(GOOD)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", "in.jsonl", "out.jsonl", "--verifier", "own:too_sure"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines()[-1] == (
+        "laser grade: error: verifier own:too_sure: reward 2.0 for completion 0 is not a number in [0, 1] (or None)"
+    )
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_calibrate_saves_c_ref_that_generate_then_uses(model_dir, problems_file, tmp_path, capsys):
     own_dir = tmp_path / "model"
     shutil.copytree(model_dir, own_dir)
@@ -153,6 +197,9 @@ BAD_INPUTS = {  # input bytes, command line, what the message says
     "no c_ref": (GOOD, GENERATE, "no --c-ref given"),
     "no z_c": (GOOD, GENERATE + " --c-ref -7 --model {bare}", "the tokenizer has no <|vision_start|>"),
     "vllm without vllm": (GOOD, GENERATE + " --c-ref -7 --backend vllm", "--backend vllm"),
+    "unknown verifier": (GOOD, "grade {data} {out} --verifier nonsense", "--verifier nonsense: no such verifier"),
+    "verifier that does not import": (GOOD, "grade {data} {out} --verifier no_such:f", "cannot import no_such"),
+    "gold not a letter": (GOOD, "grade {data} {out} --verifier choice", "gold answer '3' is not an option letter"),
 }
 
 

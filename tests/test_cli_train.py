@@ -74,12 +74,41 @@ def test_train_from_a_yaml_recipe_with_a_flag_override(model_dir, tmp_path):
         ([{"problem": "1+1", "answer": "2"}], {"c_ref": 3.0}, "c_ref"),
         ([{"problem": f"1+1{REWARD_TOKEN}", "answer": "2"}], {}, "uses the reward token"),
         ([{"problem": "1+1", "answer": "2"}], {"reward_token": "<|nope|>"}, "not a single token"),
+        ([{"problem": "1+1", "answer": "2"}], {"reward": ["nonsense"]}, "--reward nonsense: no such verifier"),
+        ([{"problem": "1+1", "answer": "2"}], {"reward": ["no_such_module:f"]}, "cannot import no_such_module"),
+        ([{"problem": "1+1", "answer": "2"}], {"reward": ["math", "exact"], "reward_weights": [1.0, 1.0]}, "sum to 1"),
+        ([{"problem": "1+1", "answer": "A"}], {"prompt_template": "{problem} {choices}"}, "no column 'choices'"),
+        (
+            [{"problem": "1+1", "answer": "A", "choices": ["2", "3"]}, {"problem": "1+2", "answer": "A"}],
+            {"prompt_template": "{problem} {choices}"},
+            "train.jsonl: row 1: the prompt template shows {choices} but the problem has no list of choices",
+        ),
     ],
 )
 def test_bad_training_input_is_one_line_and_exit_2(model_dir, tmp_path, capsys, rows, overrides, message):
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     line = run_failing(["train", "--config", recipe(tmp_path, model_dir, data, **overrides)], capsys)
     assert line.startswith("laser train: error:") and message in line
+
+
+def test_train_on_multiple_choice_with_two_weighted_verifiers_that_see_the_choices(model_dir, tmp_path, monkeypatch):
+    (tmp_path / "my_verifiers.py").write_text(
+        "def three_choices(completions, answer, choices, **kwargs):\n"
+        "    return [float(len(options) == 3) for options in choices]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "my_verifiers", raising=False)
+    rows = [{"problem": f"{a}+{a}", "choices": [str(2 * a), "7", "0"], "answer": "A"} for a in range(8)]
+    data = write_jsonl(tmp_path / "choice.jsonl", rows)
+    template = "Q: {problem}=\n{choices}\nAnswer with a letter."
+    main(
+        ["train", "--config", recipe(tmp_path, model_dir, data, prompt_template=template)]
+        + ["--reward", "choice", "my_verifiers:three_choices", "--reward_weights", "0.5", "0.5"]
+    )
+    state = json.loads((tmp_path / "run" / "checkpoint-2" / "trainer_state.json").read_text())
+    logs = state["log_history"][0]
+    assert logs["rewards/three_choices/mean"] == 1.0 and 0.0 <= logs["rewards/choice_reward/mean"] <= 1.0
+    assert logs["reward"] == pytest.approx(0.5 + 0.5 * logs["rewards/choice_reward/mean"])
 
 
 def test_missing_data_file_is_named(model_dir, tmp_path, capsys):

@@ -69,3 +69,9 @@ def test_auroc_and_self_verification_by_hand() -> None:
     assert metrics["acc_wrong"] == pytest.approx(0.5)
     assert metrics["f1"] == pytest.approx(0.5)
     assert math.isnan(self_verification_metrics(scores, torch.ones(4))["f1"])
+
+
+def test_self_verification_with_fractional_rewards_counts_correct_above_one_half() -> None:
+    scores = torch.tensor([0.9, 0.2, 0.6, 0.2])
+    soft = torch.tensor([0.8, 0.51, 0.5, 0.1])  # the same classes as 1, 1, 0, 0: 0.5 itself is wrong
+    assert self_verification_metrics(scores, soft) == self_verification_metrics(scores, torch.tensor([1.0, 1, 0, 0]))

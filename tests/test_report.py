@@ -130,3 +130,14 @@ def test_bad_records_are_named(change: dict, message: str) -> None:
     record = {key: value for key, value in {**records()[0], **change}.items() if value is not None}
     with pytest.raises(LaserInputError, match=message):
         evaluate_records([record])
+
+
+def test_fractional_rewards_count_correct_above_one_half_and_accuracy_is_their_mean() -> None:
+    """A judge's probabilities on the same side of 0.5 as the 0/1 rewards give the same report but accuracy."""
+    soft = records()
+    soft[0]["acc_list"] = [0.9, 0.5, 0.2, 0.0]  # exactly 0.5 is not correct
+    soft[1]["acc_list"] = [0.75, 0.51, 0.3, 0.1]
+    hard, fractional = (evaluate_records(rows, equivalent=fraction_equivalent) for rows in (records(), soft))
+    assert fractional["accuracy"] == pytest.approx((0.9 + 0.5 + 0.2 + 0.75 + 0.51 + 0.3 + 0.1) / 8)
+    for key in ("pass_at_k", "self_verification", "reliability", "score_histogram", "scaling"):
+        assert fractional[key] == hard[key], key

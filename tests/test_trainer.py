@@ -8,7 +8,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 import laser_rl.trainer as trainer_module
 from laser_rl.config import LaserConfig
-from laser_rl.core import place_reward_token, reward_token_positions, self_reward_scores
+from laser_rl.core import class_balance_weights, place_reward_token, reward_token_positions, self_reward_scores
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.errors import LaserInputError
 from laser_rl.trainer import LaserGRPOTrainer
@@ -148,6 +148,24 @@ def test_fused_score_leaves_the_policy_log_probs_alone(short_answer_model, token
     scores = trainer._reward_token_logps.pop()
     torch.testing.assert_close(scores[finished], expected[finished], atol=1e-5, rtol=0)
     assert scores[-1] == 0.0  # truncated
+
+
+def test_solutions_the_verifier_cannot_judge_are_left_out_of_the_self_reward_loss(
+    short_answer_model, tokenizer, tmp_path
+):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path)
+    fractional = [0.25, None, 1.0, float("nan"), 0.0, 0.5, None, 0.75]
+    trainer.reward_funcs = [lambda completions, **kwargs: fractional[: len(completions)]]
+    batch = generation_batch(trainer)
+    _, finished = reward_token_positions(batch["completion_ids"], batch["completion_mask"], trainer.eos_token_ids)
+    judged = finished & torch.tensor([reward is not None and reward == reward for reward in fractional])
+    assert judged.any() and not judged.all()
+    weights = batch["self_reward_weights"]
+    assert (weights[~judged] == 0).all() and (weights[judged] > 0).all()
+    expected = class_balance_weights(batch["verifier_rewards"], judged) / judged.sum()
+    torch.testing.assert_close(weights, expected)
+    rewards = torch.tensor([0.0 if reward is None else reward for reward in fractional])
+    torch.testing.assert_close(batch["verifier_rewards"][judged], rewards[judged])
 
 
 def test_a_tempered_score_that_cannot_be_undone_is_refused(short_answer_model, tokenizer, tmp_path):

@@ -7,6 +7,7 @@ from laser_rl.voting import (
     ProblemSamples,
     best_of_n,
     cluster_answers,
+    correct_flags,
     majority_vote,
     scaling_curves,
     weighted_majority_vote,
@@ -142,3 +143,13 @@ def test_scaling_curves_rejects_bad_sizes() -> None:
         scaling_curves(RECORDS, [1, 8], num_subsets=4, seed=0)
     with pytest.raises(ValueError, match="at least one problem"):
         scaling_curves([], [1], num_subsets=4, seed=0)
+
+
+def test_verifier_rewards_are_correct_above_one_half() -> None:
+    rewards = [0.2, 0.5, 0.9, float("nan")]
+    assert correct_flags(rewards).tolist() == [F, F, T, F]
+    assert correct_flags([T, F]).tolist() == [T, F]
+    # cluster 1 (two votes, rewards 0.3) wins the majority: a reward of 0.3 is not a correct answer
+    assert not majority_vote([0, 1, 1], [0.9, 0.3, 0.3])
+    assert best_of_n([0, 1, 1], [0.9, 0.3, 0.3], [0.8, 0.1, 0.1])
+    assert ProblemSamples([0, 1], [0.7, 0.4], [0.5, 0.5]).correct.tolist() == [T, F]

@@ -13,6 +13,9 @@ _EXPORTS = {
     "LaserGRPOTrainer": "laser_rl.trainer",
     "math_reward": "laser_rl.grading",
     "MathGrader": "laser_rl.grading",
+    "choice_reward": "laser_rl.verifiers",
+    "exact_reward": "laser_rl.verifiers",
+    "resolve_verifier": "laser_rl.verifiers",
 }
 __all__ = list(_EXPORTS)
 

@@ -25,10 +25,25 @@ class DataArguments:
     dataset_split: str = field(default="train", metadata={"help": "Split to train on."})
     problem_column: str = field(default="problem", metadata={"help": "Column holding the problem text."})
     answer_column: str = field(default="answer", metadata={"help": "Column holding the reference answer."})
+    choices_column: str = field(
+        default="choices",
+        metadata={
+            "help": "Column holding a multiple-choice problem's options (a list of texts), if the data has one: the "
+            "prompt template shows them at {choices}, and the verifiers receive them as `choices`."
+        },
+    )
+    reward: list[str] = field(
+        default_factory=lambda: ["math"],
+        metadata={
+            "help": "Verifier(s) giving the reward r_v: math, choice, exact, or module:function (see "
+            "laser_rl.verifiers). Several are summed with reward_weights (non-negative, summing to 1; equal if unset)."
+        },
+    )
     prompt_template: str | None = field(
         default=None,
         metadata={
-            "help": "Prompt text in which {problem} is replaced by the problem; other braces stay. Default: the model "
+            "help": "Prompt text in which {problem} is replaced by the problem and {choices} by its options (A. ...); "
+            "other braces stay. Default: the model "
             "folder's laser_config.json, else the step-by-step \\boxed{} prompt (laser_rl.prompts)."
         },
     )
@@ -43,13 +58,15 @@ class DataArguments:
 
 
 def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
-    """A dataset with TRL's `prompt` column and an `answer` column for the reward function.
+    """A dataset with TRL's `prompt` column and an `answer` column for the reward function, and a `choices`
+    column where the data has `args.choices_column`.
 
     Prompts are `template` filled with the problem, as one user message when `chat` (TRL then applies
     the chat template as `laser_rl.prompts.render_prompts` does); see `laser_rl.prompts.prompt_settings`
     for the defaults of both.
 
-    Raises `LaserInputError` naming the file or dataset when it is missing, empty, or lacks a column.
+    Raises `LaserInputError` naming the file or dataset when it is missing, empty, or lacks a column, and
+    the row when the template shows `{choices}` and the row has none.
     """
     if not args.dataset:
         raise LaserInputError("dataset: no training data given (a .jsonl/.parquet file or a Hub dataset name)")
@@ -67,7 +84,10 @@ def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
         raise
     except Exception as error:  # datasets raises many types; the user needs the source and the reason
         raise LaserInputError(f"{args.dataset}: cannot be loaded ({type(error).__name__}: {error})") from error
-    for column in (args.problem_column, args.answer_column):
+    required = [args.problem_column, args.answer_column]
+    if "{choices}" in template:
+        required.append(args.choices_column)
+    for column in required:
         if column not in data.column_names:
             raise LaserInputError(f"{args.dataset}: no column '{column}' (columns: {', '.join(data.column_names)})")
     if len(data) == 0:
@@ -75,11 +95,18 @@ def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
     if args.max_samples is not None:
         data = data.select(range(min(args.max_samples, len(data))))
 
-    def to_prompt(row: dict) -> dict:
-        text = fill_template(template, str(row[args.problem_column]))
-        return {
+    has_choices = args.choices_column in data.column_names
+
+    def to_prompt(row: dict, index: int) -> dict:
+        choices = row[args.choices_column] if has_choices else None
+        try:
+            text = fill_template(template, str(row[args.problem_column]), choices)
+        except LaserInputError as error:
+            raise LaserInputError(f"{args.dataset}: row {index}: {error}") from None
+        prompt = {
             "prompt": [{"role": "user", "content": text}] if chat else text,
             "answer": str(row[args.answer_column]),
         }
+        return prompt | ({"choices": choices} if has_choices else {})
 
-    return data.map(to_prompt, remove_columns=data.column_names)
+    return data.map(to_prompt, with_indices=True, remove_columns=data.column_names)

@@ -264,12 +264,14 @@ class LaserGRPOTrainer(GRPOTrainer):
         verifier_rewards = (self._rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)  # every process's batch
         _, finished = reward_token_positions(output["completion_ids"], output["completion_mask"], self.eos_token_ids)
         all_finished = gather(finished)
+        # A solution no verifier could judge (every reward None/NaN) has no r_v to learn: out of the MSE.
+        judged = all_finished & ~torch.isnan(self._rewards_per_func).all(dim=1)
         if args.self_reward_class_balance:
-            mse_weights = class_balance_weights(verifier_rewards, all_finished)
+            mse_weights = class_balance_weights(verifier_rewards, judged)
         else:
-            mse_weights = all_finished.float()
-        # Pre-divided by N, the finished count of the whole generation batch, so shards add up.
-        mse_weights = mse_weights / all_finished.sum().clamp(min=1)
+            mse_weights = judged.float()
+        # Pre-divided by N, the judged finished count of the whole generation batch, so shards add up.
+        mse_weights = mse_weights / judged.sum().clamp(min=1)
         output["verifier_rewards"] = verifier_rewards[process_slice]
         output["self_reward_weights"] = mse_weights[process_slice]
 

@@ -1,7 +1,8 @@
 """Answer clustering, voting over sampled solutions and test-time scaling curves (numpy).
 
 A problem has K sampled solutions, each with an answer cluster id (-1: no extracted answer), a
-correctness flag and a self-reward score r_s. A voting rule picks one answer from a subset of N of
+correctness flag (or its verifier reward in [0, 1]: > 0.5 is correct, as in `laser_rl.metrics`; NaN is
+not) and a self-reward score r_s. A voting rule picks one answer from a subset of N of
 them and reports whether that answer is correct. Rules shared by all of them:
 - samples with no answer never win; when no sample has one, the result is "incorrect";
 - ties go to the earliest sample (the lowest index in the subset as given);
@@ -55,6 +56,11 @@ def cluster_answers(answers: Sequence[str | None], equivalent: Equivalent) -> li
     return ids
 
 
+def correct_flags(correct: ArrayLike) -> np.ndarray:
+    """Correctness as bools from flags or verifier rewards in [0, 1]: > 0.5 is correct, NaN is not."""
+    return np.asarray(correct, dtype=float) > 0.5
+
+
 def _cluster_totals(cluster_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(..., N) total weight of each sample's cluster, from (..., N) ids and weights."""
     same = cluster_ids[..., :, None] == cluster_ids[..., None, :]
@@ -66,7 +72,7 @@ def _chosen_is_correct(cluster_ids: np.ndarray, correct: ArrayLike, *keys: np.nd
 
     Args:
         cluster_ids: (..., N) int, -1 for no answer.
-        correct: (..., N) bool.
+        correct: (..., N) bool, or verifier rewards (see `correct_flags`).
         keys: (..., N) each, most important first.
 
     Returns:
@@ -77,7 +83,7 @@ def _chosen_is_correct(cluster_ids: np.ndarray, correct: ArrayLike, *keys: np.nd
     # lexsort orders by its last key first, ascending, so the chosen sample comes last.
     order = np.lexsort((-position, *reversed(keys), answered), axis=-1)
     chosen = order[..., -1:]
-    hit = np.asarray(correct, dtype=bool) & answered
+    hit = correct_flags(correct) & answered
     return np.take_along_axis(hit, chosen, axis=-1)[..., 0]
 
 
@@ -86,7 +92,7 @@ def majority_vote(cluster_ids: ArrayLike, correct: ArrayLike) -> np.ndarray:
 
     Args:
         cluster_ids: (..., N) int, -1 for no answer.
-        correct: (..., N) bool.
+        correct: (..., N) bool, or verifier rewards (see `correct_flags`).
 
     Returns:
         (...) bool, one per subset (a 0-d array for a single subset).
@@ -102,7 +108,7 @@ def weighted_majority_vote(cluster_ids: ArrayLike, correct: ArrayLike, scores: A
 
     Args:
         cluster_ids: (..., N) int, -1 for no answer.
-        correct: (..., N) bool.
+        correct: (..., N) bool, or verifier rewards (see `correct_flags`).
         scores: (..., N) float self-reward scores.
 
     Returns:
@@ -118,7 +124,7 @@ def best_of_n(cluster_ids: ArrayLike, correct: ArrayLike, scores: ArrayLike) -> 
 
     Args:
         cluster_ids: (..., N) int, -1 for no answer.
-        correct: (..., N) bool.
+        correct: (..., N) bool, or verifier rewards (see `correct_flags`).
         scores: (..., N) float self-reward scores.
 
     Returns:
@@ -133,7 +139,7 @@ class ProblemSamples:
     """The K sampled solutions of one problem, as numpy arrays.
 
     cluster_ids: (K,) int answer clusters (see `cluster_answers`), -1 where there is no answer.
-    correct: (K,) bool.
+    correct: (K,) bool (verifier rewards in [0, 1] become `correct_flags`).
     scores: (K,) float self-reward scores, NaN where there is none.
     """
 
@@ -144,7 +150,7 @@ class ProblemSamples:
     def __post_init__(self) -> None:
         # Frozen: the conversions go through object.__setattr__.
         object.__setattr__(self, "cluster_ids", np.asarray(self.cluster_ids, dtype=np.int64))
-        object.__setattr__(self, "correct", np.asarray(self.correct, dtype=bool))
+        object.__setattr__(self, "correct", correct_flags(self.correct))
         object.__setattr__(self, "scores", np.asarray(self.scores, dtype=float))
         shapes = {self.cluster_ids.shape, self.correct.shape, self.scores.shape}
         if len(shapes) != 1 or self.correct.ndim != 1:

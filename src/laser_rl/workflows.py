@@ -25,8 +25,9 @@ from laser_rl.generation import (
 )
 from laser_rl.grading import MathGrader, extract_last_boxed
 from laser_rl.jsonl import ResumableWriter, fingerprint
-from laser_rl.prompts import render_prompts
+from laser_rl.prompts import record_prompts
 from laser_rl.scoring import ScoringSettings, record_logps, self_reward_score_list, solution_ids
+from laser_rl.verifiers import predicted_answer, resolve_verifier
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def generate_file(
         settings: z_c, c_ref, beta_v and the prompt settings (`scoring.scoring_settings`).
         backend: "hf" (`generate_with_scores`) or "vllm" (`generate_with_scores_vllm`).
     """
-    prompts = render_prompts(tokenizer, [p["problem"] for p in problems], settings.prompt_template, settings.chat)
+    prompts = record_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
     sample = _sampler(model, tokenizer, n, settings.reward_token_id, sampling, backend)
     resume = {"model": model, "n": n, "backend": backend, **asdict(settings), **asdict(sampling)}
     resume["data_fingerprint"] = fingerprint(problems)
@@ -123,7 +124,7 @@ def score_file(
     """Add `reward_token_logps` and `self_rewarding_scores` to records produced elsewhere, into `out`,
     resumably: the sampled ids where a record has them, else its responses' text (see
     `scoring.record_logps`); None for truncated responses."""
-    prompts = render_prompts(tokenizer, [r["problem"] for r in records], settings.prompt_template, settings.chat)
+    prompts = record_prompts(tokenizer, records, settings.prompt_template, settings.chat)
     network = load_model(model)
     eos = eos_token_ids(network, tokenizer)[0]
     resume = {"model": model, **asdict(settings), "batch_size": batch_size, "input_fingerprint": fingerprint(records)}
@@ -154,6 +155,37 @@ def grade_records(records: Sequence[dict], block: int = 256) -> list[dict]:
         record | {"pred_answers": answers, "acc_list": [next(accuracies) for _ in answers]}
         for record, answers in zip(records, predictions, strict=True)
     ]
+
+
+# Fields of a record that hold one value per response: not passed to a verifier as the problem's columns.
+_PER_RESPONSE_FIELDS = {
+    "responses",
+    "finished",
+    "response_token_ids",
+    "reward_token_logps",
+    "self_rewarding_scores",
+    "pred_answers",
+    "acc_list",
+    "answer_clusters",
+}
+
+
+def verify_records(records: Sequence[dict], spec: str) -> list[dict]:
+    """The records graded by verifier `spec` (see `laser_rl.verifiers`): `pred_answers` (the answer it
+    reads, see `verifiers.predicted_answer`) and `acc_list` (its rewards in [0, 1], None where it cannot
+    judge). `math` is `grade_records`, with its time limit. Each response is passed as a completion, with
+    the record's `answer` and its other problem fields (e.g. `problem`, `choices`) as the dataset columns."""
+    if spec == "math":
+        return grade_records(records)
+    verifier = resolve_verifier(spec, "--verifier")
+    graded = []
+    for record in records:  # no progress bar: these verifiers are fast, and an error stays one line
+        k = len(record["responses"])
+        columns = {key: [value] * k for key, value in record.items() if key not in _PER_RESPONSE_FIELDS}
+        rewards = verifier(record["responses"], **columns)
+        answers = [predicted_answer(spec, response, record.get("choices")) for response in record["responses"]]
+        graded.append(record | {"pred_answers": answers, "acc_list": rewards})
+    return graded
 
 
 def calibration_solutions(

@@ -30,7 +30,7 @@ from laser_rl.generation import load_model, load_tokenizer
 from laser_rl.jsonl import check_responses, load_records
 from laser_rl.model_settings import read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
-from laser_rl.prompts import prompt_settings, render_prompts
+from laser_rl.prompts import prompt_settings, record_prompts
 from laser_rl.scoring import TokenStats, candidate_reward_tokens, eos_logprobs, suggest_reward_tokens, token_stats
 from laser_rl.tokens import check_reward_token_unused
 from laser_rl.workflows import calibration_solutions
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     template, chat = prompt_settings(
         tokenizer, read_model_settings(model_dir), args.prompt_template, args.chat_template
     )
-    prompts = render_prompts(tokenizer, [record["problem"] for record in records], template, chat)
+    prompts = record_prompts(tokenizer, records, template, chat)
     if args.suggest:
         # Sampling keeps one unused token out, as it keeps z_c out; any of the candidates does.
         keep_out = next(iter(candidate_reward_tokens(tokenizer, prompts).values()))

@@ -4,7 +4,8 @@ Every field of `LaserConfig` (hence of TRL's `GRPOConfig`), of `DataArguments` a
 `ModelConfig` can be set in the YAML file or as a flag (`--reward_token` or `--reward-token`); flags
 win. Run again after an interruption, the same command continues from the last complete checkpoint
 in output_dir (`--resume_from_checkpoint false` starts afresh; `true` or a path name one). The
-model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. What
+model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. `--reward` picks
+the verifier(s), `math` by default (see `laser_rl.verifiers`). What
 the recipe leaves unset among the reward token, c_ref and the prompt settings comes from the model
 folder's laser_config.json (`laser calibrate --save`), and the saved model and every checkpoint
 carry all of them.
@@ -43,12 +44,12 @@ def run(args: argparse.Namespace) -> None:
 
     from laser_rl.config import LaserConfig
     from laser_rl.data import DataArguments, load_problems
-    from laser_rl.grading import math_reward
     from laser_rl.model_settings import read_model_settings
     from laser_rl.models import resolve_model
     from laser_rl.prompts import prompt_settings, render_prompts
     from laser_rl.tokens import check_reward_token_unused
     from laser_rl.trainer import LaserGRPOTrainer
+    from laser_rl.verifiers import resolve_reward_weights, resolve_verifier
 
     parser = TrlParser((DataArguments, LaserConfig, ModelConfig), prog="laser train")
     try:
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> None:
         raise LaserInputError(str(error).splitlines()[0]) from error
     if not model_args.model_name_or_path:
         raise LaserInputError("model_name_or_path: no model given")
+    verifiers = [resolve_verifier(spec, "--reward") for spec in data_args.reward]
+    config.reward_weights = resolve_reward_weights(len(verifiers), config.reward_weights)
     checkpoint = _checkpoint_to_resume(config.resume_from_checkpoint, config.output_dir)
     if checkpoint is not None and 0 < config.max_steps <= _global_step(checkpoint):
         # transformers would train one step past max_steps from there; the run is done
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     dataset = load_problems(data_args, template, chat)
     trainer = LaserGRPOTrainer(
         model=model,
-        reward_funcs=math_reward,
+        reward_funcs=verifiers,
         args=config,
         train_dataset=dataset,
         processing_class=tokenizer,
