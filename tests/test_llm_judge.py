@@ -10,7 +10,9 @@ import time
 import pytest
 from judge_server import NO_PROBABILITY, YES_PROBABILITY, JudgeServer
 
+from laser_rl.cli import main
 from laser_rl.errors import LaserInputError
+from laser_rl.jsonl import read_jsonl
 from laser_rl.llm_judge import JudgeArguments, logprob_verdict, read_verdict
 from laser_rl.verifiers import resolve_verifier
 
@@ -175,3 +177,33 @@ def test_the_verdict_from_logprobs_skips_markup_and_sums_spellings():
     assert logprob_verdict({"content": content}) == pytest.approx(0.75)
     assert logprob_verdict({"content": [{"token": "Maybe", "top_logprobs": [top[3]]}]}) is None
     assert logprob_verdict(None) is None and logprob_verdict({"content": "nonsense"}) is None
+
+
+def test_laser_grade_with_the_judge_end_to_end_and_again_from_its_cache(tmp_path):
+    source, graded = tmp_path / "in.jsonl", tmp_path / "graded.jsonl"
+    rows = [{"problem": "2+2", "answer": "4", "responses": [RIGHT, WRONG]}, {"problem": "3+3", "answer": 6}]
+    rows[1]["responses"] = ["\\boxed{6}"]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with JudgeServer() as server:
+        argv = ["grade", str(source), str(graded), "--verifier", "judge", "--judge-url", server.url]
+        main(argv + ["--judge-model", "judge-7b", "--judge-backoff", "0.01"])
+        first, second = read_jsonl(graded)
+        assert first["acc_list"] == pytest.approx([YES_PROBABILITY, NO_PROBABILITY])
+        assert first["pred_answers"] == ["4", "5"] and second["acc_list"] == [pytest.approx(YES_PROBABILITY)]
+        assert "3+3" in server.bodies[2]["messages"][0]["content"]
+        graded.unlink()
+        main(argv + ["--judge-model", "judge-7b"])  # made again: every judgement from the cache
+        assert server.requests == 3 and read_jsonl(graded) == [first, second]
+    assert len((tmp_path / "graded.jsonl.judge_cache.jsonl").read_text().splitlines()) == 3
+
+
+def test_laser_grade_with_a_judge_url_that_refuses_connections_is_one_line_and_writes_nothing(tmp_path, capsys):
+    source, graded = tmp_path / "in.jsonl", tmp_path / "graded.jsonl"
+    source.write_text(json.dumps({"problem": "2+2", "answer": "4", "responses": [RIGHT]}) + "\n")
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grade", str(source), str(graded), "--verifier", "judge", "--judge-url", url, "--judge-model", "m"])
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last_line == f"laser grade: error: judge URL {url}: connection refused"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]
