@@ -204,6 +204,5 @@ def test_laser_grade_with_a_judge_url_that_refuses_connections_is_one_line_and_w
     with pytest.raises(SystemExit) as exit_info:
         main(["grade", str(source), str(graded), "--verifier", "judge", "--judge-url", url, "--judge-model", "m"])
     assert exit_info.value.code == 2
-    last_line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert last_line == f"laser grade: error: judge URL {url}: connection refused"
+    assert capsys.readouterr().err == f"laser grade: error: judge URL {url}: connection refused\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl"]

@@ -184,16 +184,14 @@ def verify_records(
         return grade_records(records)
     verifier = resolve_verifier(spec, "--verifier", judge)
     graded: list[dict] = []
-    with tqdm(total=sum(len(record["responses"]) for record in records), desc="grade", unit="answer") as progress:
-        for batch in _record_blocks(records, block):
-            keys = sorted({key for record in batch for key in record if key not in _PER_RESPONSE_FIELDS})
-            columns = {key: [record.get(key) for record in batch for _ in record["responses"]] for key in keys}
-            rewards = iter(verifier([text for record in batch for text in record["responses"]], **columns))
-            for record in batch:
-                responses = record["responses"]
-                answers = [predicted_answer(spec, response, record.get("choices")) for response in responses]
-                graded.append(record | {"pred_answers": answers, "acc_list": [next(rewards) for _ in responses]})
-                progress.update(len(responses))
+    for batch in _record_blocks(records, block):  # no progress bar: an error stays one line
+        keys = sorted({key for record in batch for key in record if key not in _PER_RESPONSE_FIELDS})
+        columns = {key: [record.get(key) for record in batch for _ in record["responses"]] for key in keys}
+        rewards = iter(verifier([text for record in batch for text in record["responses"]], **columns))
+        for record in batch:
+            responses = record["responses"]
+            answers = [predicted_answer(spec, response, record.get("choices")) for response in responses]
+            graded.append(record | {"pred_answers": answers, "acc_list": [next(rewards) for _ in responses]})
     return graded
 
 
