@@ -133,7 +133,9 @@ def test_missing_data_file_is_named(model_dir, tmp_path, capsys):
     assert "absent.jsonl: no such file" in line
 
 
-@pytest.mark.parametrize("name", ["qwen2.5-7b-deepmath.yaml", "octothinker-3b-deepmath.yaml"])
+@pytest.mark.parametrize(
+    "name", ["qwen2.5-7b-deepmath.yaml", "octothinker-3b-deepmath.yaml", "general-reasoning-mmlu-pro.yaml"]
+)
 def test_shipped_recipes_parse_with_the_paper_settings(name):
     from pathlib import Path
 
@@ -150,6 +152,9 @@ def test_shipped_recipes_parse_with_the_paper_settings(name):
     assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
     assert config.activation_checkpointing  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     assert data_args.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
+    if name.startswith("general-reasoning"):  # multiple choice: the options shown, the letter checked
+        assert data_args.reward == ["choice"] and data_args.choices_column == "options"
+        assert "{choices}" in data_args.prompt_template
 
 
 def test_the_model_folders_laser_config_sets_z_c_c_ref_and_prompts_and_the_run_carries_them(model_dir, tmp_path):
