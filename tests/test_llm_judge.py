@@ -104,8 +104,11 @@ def test_an_endpoint_that_goes_away_after_answering_gives_none():
 
 def test_requests_are_concurrent_up_to_the_limit():
     with JudgeServer(plan=lambda n: "slow", delay=0.1) as server:
-        rewards = ask(judge(server.url, judge_concurrency=3), [f"\\boxed{{{i}}}" for i in range(10)])
+        verifier = judge(server.url, judge_concurrency=3)
+        rewards = ask(verifier, [f"\\boxed{{{i}}}" for i in range(10)])
     assert server.requests == 10 and server.max_in_flight == 3
+    stats = verifier.__wrapped__.client.stats
+    assert stats == {"requests": 10, "judged": 10, "cached": 0, "failed": 0, "undecided": 0}
     assert [reward > 0.5 for reward in rewards] == [i == 4 for i in range(10)]
 
 

@@ -220,6 +220,7 @@ class JudgeClient:
             self._headers["Authorization"] = f"Bearer {os.environ[args.judge_api_key_env]}"
         self.answered = False  # whether the endpoint has ever given a chat completion
         self.stats: Counter = Counter()  # requests, cached, judged, undecided, failed
+        self._stats_lock = threading.Lock()  # requests are counted from the pool's threads
 
     def key(self, problem: str, answer: str, response: str) -> str:
         """The cache key of a question to this judge."""
@@ -230,7 +231,8 @@ class JudgeClient:
         """One request, within `judge_timeout` seconds in all: the decoded JSON reply, or a `JudgeRequestError`."""
         deadline = time.monotonic() + self.args.judge_timeout
         connection = self._connection(self._host, self._port, timeout=self.args.judge_timeout)
-        self.stats["requests"] += 1
+        with self._stats_lock:
+            self.stats["requests"] += 1
         try:
             connection.request("POST", self._path, json.dumps(payload).encode(), self._headers)
             sock = connection.sock  # the response may detach it from the connection
