@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -111,24 +112,38 @@ def test_train_on_multiple_choice_with_two_weighted_verifiers_that_see_the_choic
     assert logs["reward"] == pytest.approx(0.5 + 0.5 * logs["rewards/choice_reward/mean"])
 
 
+def test_train_with_an_llm_judge_served_over_http(model_dir, tmp_path):
+    from judge_server import NO_PROBABILITY, JudgeServer
+
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": f"{a}+{a}", "answer": str(2 * a)} for a in range(8)])
+    with JudgeServer() as server:
+        judge = ["--reward", "judge", "--judge_url", server.url, "--judge_model", "judge-7b"]
+        main(["train", "--config", recipe(tmp_path, model_dir, data, max_steps=1)] + judge)
+    logs = json.loads((tmp_path / "run" / "checkpoint-1" / "trainer_state.json").read_text())["log_history"][0]
+    # the tiny model boxes nothing: the judge says no, with its probability
+    assert logs["rewards/judge_reward/mean"] == pytest.approx(NO_PROBABILITY) and logs["judge/unjudged"] == 0.0
+    shown = re.search(r"Problem:\n(\d)\+\1\n\nReference answer:\n(\d+)\n", server.bodies[0]["messages"][0]["content"])
+    assert int(shown[2]) == 2 * int(shown[1])  # the problem and its answer, not the prompt
+    cached = (tmp_path / "run" / "judge_cache.jsonl").read_text().splitlines()
+    assert 1 <= len(cached) == server.requests <= 4
+
+
 def test_missing_data_file_is_named(model_dir, tmp_path, capsys):
     line = run_failing(["train", "--config", recipe(tmp_path, model_dir, tmp_path / "absent.jsonl")], capsys)
     assert "absent.jsonl: no such file" in line
 
 
-@pytest.mark.parametrize("name", ["qwen2.5-7b-deepmath.yaml", "octothinker-3b-deepmath.yaml"])
+@pytest.mark.parametrize(
+    "name", ["qwen2.5-7b-deepmath.yaml", "octothinker-3b-deepmath.yaml", "general-reasoning-mmlu-pro.yaml"]
+)
 def test_shipped_recipes_parse_with_the_paper_settings(name):
     from pathlib import Path
 
-    from trl import ModelConfig, TrlParser
-
-    from laser_rl.config import LaserConfig
-    from laser_rl.data import DataArguments
+    from laser_rl.cli.train import train_parser
 
     recipe_path = Path(__file__).resolve().parents[1] / "recipes" / name
-    parser = TrlParser((DataArguments, LaserConfig, ModelConfig))
     # The GPU-only switches are turned off so that the recipe parses on a CPU machine.
-    data_args, config, _ = parser.parse_args_and_config(
+    data_args, config, _, _ = train_parser().parse_args_and_config(
         ["--config", str(recipe_path), "--use_cpu", "true", "--bf16", "false", "--use_vllm", "false"]
     )
     assert (config.self_reward_loss_coef, config.self_reward_beta) == (0.1, 0.1)
@@ -137,6 +152,9 @@ def test_shipped_recipes_parse_with_the_paper_settings(name):
     assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
     assert config.activation_checkpointing  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
     assert data_args.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
+    if name.startswith("general-reasoning"):  # multiple choice: the options shown, the letter checked
+        assert data_args.reward == ["choice"] and data_args.choices_column == "options"
+        assert "{choices}" in data_args.prompt_template
 
 
 def test_the_model_folders_laser_config_sets_z_c_c_ref_and_prompts_and_the_run_carries_them(model_dir, tmp_path):

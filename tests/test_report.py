@@ -80,6 +80,23 @@ def test_evaluate_records_by_hand() -> None:
     assert scaling["best_of_n"] == pytest.approx([3 / 8, 1 / 3, 1 / 2])
 
 
+def test_solutions_the_verifier_could_not_judge_are_left_out_of_accuracy_and_self_verification() -> None:
+    plain = evaluate_records(records(), equivalent=fraction_equivalent)
+    unjudged = records()
+    for record in unjudged:  # a fifth solution, with an answer and a high score, that no verifier judged
+        for field, value in [("responses", "e"), ("pred_answers", "7"), ("acc_list", None)]:
+            record[field] = [*record[field], value]
+        record["self_rewarding_scores"] = [*record["self_rewarding_scores"], 0.95]
+        record.get("finished", []).append(True)
+        record.get("answer_clusters", []).append(2)
+    results = evaluate_records(unjudged, equivalent=fraction_equivalent)
+    assert (results["num_solutions"], results["num_judged"], plain["num_judged"]) == (10, 8, 8)
+    for name in ("accuracy", "self_verification", "reliability", "score_histogram"):
+        assert results[name] == plain[name], name
+    assert results["pass_at_k"]["1"] == pytest.approx((1 / 5 + 2 / 5) / 2)  # counted as not correct there
+    assert "| 2 | 10 | 9 | 8 | 8 | 37.5 |" in render_markdown(results)
+
+
 def test_build_report_writes_every_file(tmp_path: Path) -> None:
     out_dir = tmp_path / "report"
     results = build_report(records(), out_dir, equivalent=fraction_equivalent)

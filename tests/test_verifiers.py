@@ -173,7 +173,10 @@ def test_cannot_judge_is_none_whether_returned_as_none_or_nan(user_module):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nonsense", r"^--reward nonsense: no such verifier \(built in: choice, exact, math; or module:function\)$"),
+        (
+            "nonsense",
+            r"^--reward nonsense: no such verifier \(built in: choice, exact, judge, math; or module:function\)$",
+        ),
         ("my_verifiers:", "no such verifier"),
         ("no_such_module:f", r"^--reward no_such_module:f: cannot import no_such_module \(ModuleNotFoundError"),
         ("broken_verifiers:f", r"cannot import broken_verifiers \(ModuleNotFoundError: No module named 'not_a_mod"),

@@ -35,7 +35,8 @@ class DataArguments:
     reward: list[str] = field(
         default_factory=lambda: ["math"],
         metadata={
-            "help": "Verifier(s) giving the reward r_v: math, choice, exact, or module:function (see "
+            "help": "Verifier(s) giving the reward r_v: math, choice, exact, judge (an LLM judge: see the judge_* "
+            "fields), or module:function (see "
             "laser_rl.verifiers). Several are summed with reward_weights (non-negative, summing to 1; equal if unset)."
         },
     )
@@ -58,8 +59,8 @@ class DataArguments:
 
 
 def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
-    """A dataset with TRL's `prompt` column and an `answer` column for the reward function, and a `choices`
-    column where the data has `args.choices_column`.
+    """A dataset with TRL's `prompt` column, `answer` and `problem` columns for the reward functions, and a
+    `choices` column where the data has `args.choices_column`.
 
     Prompts are `template` filled with the problem, as one user message when `chat` (TRL then applies
     the chat template as `laser_rl.prompts.render_prompts` does); see `laser_rl.prompts.prompt_settings`
@@ -106,6 +107,7 @@ def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
         prompt = {
             "prompt": [{"role": "user", "content": text}] if chat else text,
             "answer": str(row[args.answer_column]),
+            "problem": str(row[args.problem_column]),
         }
         return prompt | ({"choices": choices} if has_choices else {})
 

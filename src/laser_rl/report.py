@@ -6,8 +6,12 @@ several of these dicts. `build_report` does both.
 
 Records use the authors' JSONL format, one per problem with K solutions: problem, answer,
 responses (K,), pred_answers (K,) str | None, acc_list (K,) verifier rewards in [0, 1] (> 0.5 is
-correct), self_rewarding_scores (K,) float | None, optional finished (K,) bool, optional
-answer_clusters (K,) int (-1 where pred_answers is None).
+correct; None where the verifier could not judge), self_rewarding_scores (K,) float | None, optional
+finished (K,) bool, optional answer_clusters (K,) int (-1 where pred_answers is None).
+
+A solution the verifier could not judge is left out of the accuracy, the self-verification metrics,
+the reliability diagram and the score histogram (none of them has a truth to compare it with); in
+pass@k and the scaling curves, which need every sample of a problem, it counts as not correct.
 
 A solution without a score (None, or not finished: truncated solutions have no last token) counts
 as scored 0, i.e. judged wrong, as in the paper's self-rewarding advantages.
@@ -51,8 +55,8 @@ def _problem_samples(
     """Check one record and read it.
 
     Returns:
-        samples (scores: None and unfinished -> 0), rewards (K,) float, answered (K,) bool,
-        scored (K,) bool.
+        samples (scores: None and unfinished -> 0; not correct where unjudged), rewards (K,) float (NaN
+        where unjudged), answered (K,) bool, scored (K,) bool.
     """
     missing = [field for field in PER_SOLUTION_FIELDS if field not in record]
     if missing:
@@ -77,7 +81,7 @@ def _problem_samples(
     scores = np.array(
         [score if ok else 0.0 for score, ok in zip(record["self_rewarding_scores"], scored, strict=True)], dtype=float
     )
-    rewards = np.asarray(record["acc_list"], dtype=float)
+    rewards = np.array([np.nan if reward is None else reward for reward in record["acc_list"]], dtype=float)
     return ProblemSamples(cluster_ids, rewards > 0.5, scores), rewards, answered, scored
 
 
@@ -119,11 +123,11 @@ def evaluate_records(
         histogram_bins: bins of the score histograms.
 
     Returns:
-        num_problems, num_solutions, num_answered, num_scored; accuracy (mean reward over all
-        solutions); pass_at_k {"k": value} for k = 1, 2, 4, ..., K (K: the fewest samples of a
+        num_problems, num_solutions, num_answered, num_scored, num_judged; accuracy (mean reward over the
+        judged solutions); pass_at_k {"k": value} for k = 1, 2, 4, ..., K (K: the fewest samples of a
         problem); self_verification and reliability, each {"all": ..., "answered": ...} (the
         latter over solutions with an extracted answer); score_histogram (edges, correct, wrong:
-        over scored solutions); scaling (see `voting.scaling_curves`, N = 1, 2, 4, ..., K); settings.
+        over scored, judged solutions); scaling (see `voting.scaling_curves`, N = 1, 2, 4, ..., K); settings.
     """
     if not problems:
         raise LaserInputError("no records to evaluate")
@@ -131,31 +135,34 @@ def evaluate_records(
     samples, *columns = zip(*parsed, strict=True)
     rewards, answered, scored = map(np.concatenate, columns)
     scores = np.concatenate([sample.scores for sample in samples])
+    judged = ~np.isnan(rewards)
     correct = rewards > 0.5
 
     ks = _doublings(min(len(sample.correct) for sample in samples))
     pass_at = {
         str(k): float(np.mean([pass_at_k(len(s.correct), int(s.correct.sum()), k) for s in samples])) for k in ks
     }
-    verification_all, reliability_all = _verification(scores, rewards, threshold, num_bins)
+    verification_all, reliability_all = _verification(scores[judged], rewards[judged], threshold, num_bins)
     verification_answered, reliability_answered = _verification(
-        scores[answered], rewards[answered], threshold, num_bins
+        scores[answered & judged], rewards[answered & judged], threshold, num_bins
     )
-    edges = np.histogram_bin_edges(scores[scored], bins=histogram_bins)
+    histogram = scored & judged  # it splits the scores by truth
+    edges = np.histogram_bin_edges(scores[histogram], bins=histogram_bins)
     return nan_to_none(
         {
             "num_problems": len(samples),
             "num_solutions": len(rewards),
             "num_answered": int(answered.sum()),
             "num_scored": int(scored.sum()),
-            "accuracy": float(rewards.mean()),
+            "num_judged": int(judged.sum()),
+            "accuracy": float(rewards[judged].mean()) if judged.any() else math.nan,
             "pass_at_k": pass_at,
             "self_verification": {"all": verification_all, "answered": verification_answered},
             "reliability": {"all": reliability_all, "answered": reliability_answered},
             "score_histogram": {
                 "edges": edges.tolist(),
-                "correct": np.histogram(scores[scored & correct], edges)[0].tolist(),
-                "wrong": np.histogram(scores[scored & ~correct], edges)[0].tolist(),
+                "correct": np.histogram(scores[histogram & correct], edges)[0].tolist(),
+                "wrong": np.histogram(scores[histogram & ~correct], edges)[0].tolist(),
             },
             "scaling": scaling_curves(samples, ks, num_subsets, seed),
             "settings": {"threshold": threshold, "num_bins": num_bins, "num_subsets": num_subsets, "seed": seed},
@@ -186,13 +193,14 @@ def render_markdown(results: dict[str, Any], title: str = "LaSeR evaluation") ->
     sections = [
         f"# {title}",
         markdown_table(
-            ["problems", "solutions", "with an answer", "scored", "accuracy (%)"],
+            ["problems", "solutions", "with an answer", "scored", "judged", "accuracy (%)"],
             [
                 [
                     str(results["num_problems"]),
                     str(results["num_solutions"]),
                     str(results["num_answered"]),
                     str(results["num_scored"]),
+                    str(results["num_judged"]),
                     _percent(results["accuracy"]),
                 ]
             ],

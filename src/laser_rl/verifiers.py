@@ -17,7 +17,8 @@ The contract, for the built-in verifiers and for your own: a verifier is a TRL r
   judges nothing adds 0 to the weighted sum of the others (TRL's `nansum`).
 
 Names: `math` (`grading.math_reward`, math-verify under a time limit), `choice` (`choice_reward`, an
-option letter), `exact` (`exact_reward`, normalised string equality), or `module:function`, a reward
+option letter), `exact` (`exact_reward`, normalised string equality), `judge` (an LLM judge over an
+OpenAI-compatible endpoint, see `laser_rl.llm_judge`), or `module:function`, a reward
 function importable from the current directory or the installed packages (`module:Class.method` works
 too). Several verifiers are summed with weights (TRL's `reward_weights`), which must be non-negative
 and sum to 1 so that r_v stays in [0, 1]; unset, they are equal.
@@ -38,6 +39,7 @@ from functools import wraps
 
 from laser_rl.errors import LaserInputError
 from laser_rl.grading import _completion_text, extract_last_boxed, math_reward
+from laser_rl.llm_judge import JudgeArguments, build_judge
 
 RewardFunction = Callable[..., list]
 
@@ -203,8 +205,9 @@ def checked_verifier(name: str, function: RewardFunction) -> RewardFunction:
     return verifier
 
 
-def resolve_verifier(spec: str, option: str) -> RewardFunction:
-    """The checked verifier that `spec` names: a name of `BUILTIN` or `module:function`.
+def resolve_verifier(spec: str, option: str, judge: JudgeArguments | None = None) -> RewardFunction:
+    """The checked verifier that `spec` names: a name of `BUILTIN`, `judge` (built from the settings `judge`)
+    or `module:function`.
 
     The current directory is searched for `module` first, as `python -m` does. Raises `LaserInputError`
     naming `option` and `spec` for an unknown name, a module that does not import, a missing attribute
@@ -212,9 +215,11 @@ def resolve_verifier(spec: str, option: str) -> RewardFunction:
     """
     if spec in BUILTIN:
         return checked_verifier(spec, BUILTIN[spec])
+    if spec == "judge":
+        return checked_verifier(spec, build_judge(judge or JudgeArguments(), f"{option} judge"))
     module_name, colon, attribute = spec.partition(":")
     if not colon or not module_name or not attribute:
-        known = ", ".join(sorted(BUILTIN))
+        known = ", ".join(sorted([*BUILTIN, "judge"]))
         raise LaserInputError(f"{option} {spec}: no such verifier (built in: {known}; or module:function)")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

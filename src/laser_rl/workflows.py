@@ -7,7 +7,7 @@ with the same arguments, goes on where it stopped), grading writes its output at
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -25,6 +25,7 @@ from laser_rl.generation import (
 )
 from laser_rl.grading import MathGrader, extract_last_boxed
 from laser_rl.jsonl import ResumableWriter, fingerprint
+from laser_rl.llm_judge import JudgeArguments
 from laser_rl.prompts import record_prompts
 from laser_rl.scoring import ScoringSettings, record_logps, self_reward_score_list, solution_ids
 from laser_rl.verifiers import predicted_answer, resolve_verifier
@@ -170,22 +171,40 @@ _PER_RESPONSE_FIELDS = {
 }
 
 
-def verify_records(records: Sequence[dict], spec: str) -> list[dict]:
-    """The records graded by verifier `spec` (see `laser_rl.verifiers`): `pred_answers` (the answer it
-    reads, see `verifiers.predicted_answer`) and `acc_list` (its rewards in [0, 1], None where it cannot
-    judge). `math` is `grade_records`, with its time limit. Each response is passed as a completion, with
-    the record's `answer` and its other problem fields (e.g. `problem`, `choices`) as the dataset columns."""
+def verify_records(
+    records: Sequence[dict], spec: str, judge: JudgeArguments | None = None, block: int = 256
+) -> list[dict]:
+    """The records graded by verifier `spec` (see `laser_rl.verifiers`; `judge`: the judge's settings):
+    `pred_answers` (the answer it reads, see `verifiers.predicted_answer`) and `acc_list` (its rewards in
+    [0, 1], None where it cannot judge). `math` is `grade_records`, with its time limit. Each response is
+    passed as a completion, with the record's `answer` and its other problem fields (e.g. `problem`,
+    `choices`; None for a record without one) as the dataset columns, in calls of about `block`
+    completions (the judge asks them concurrently)."""
     if spec == "math":
         return grade_records(records)
-    verifier = resolve_verifier(spec, "--verifier")
-    graded = []
-    for record in records:  # no progress bar: these verifiers are fast, and an error stays one line
-        k = len(record["responses"])
-        columns = {key: [value] * k for key, value in record.items() if key not in _PER_RESPONSE_FIELDS}
-        rewards = verifier(record["responses"], **columns)
-        answers = [predicted_answer(spec, response, record.get("choices")) for response in record["responses"]]
-        graded.append(record | {"pred_answers": answers, "acc_list": rewards})
+    verifier = resolve_verifier(spec, "--verifier", judge)
+    graded: list[dict] = []
+    for batch in _record_blocks(records, block):  # no progress bar: an error stays one line
+        keys = sorted({key for record in batch for key in record if key not in _PER_RESPONSE_FIELDS})
+        columns = {key: [record.get(key) for record in batch for _ in record["responses"]] for key in keys}
+        rewards = iter(verifier([text for record in batch for text in record["responses"]], **columns))
+        for record in batch:
+            responses = record["responses"]
+            answers = [predicted_answer(spec, response, record.get("choices")) for response in responses]
+            graded.append(record | {"pred_answers": answers, "acc_list": [next(rewards) for _ in responses]})
     return graded
+
+
+def _record_blocks(records: Sequence[dict], size: int) -> Iterator[list[dict]]:
+    """Consecutive runs of records holding at least `size` responses each (the last one: what is left)."""
+    batch: list[dict] = []
+    for record in records:
+        batch.append(record)
+        if sum(len(row["responses"]) for row in batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def calibration_solutions(

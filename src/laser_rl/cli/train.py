@@ -1,19 +1,21 @@
 """`laser train --config recipe.yaml [--field value ...]`: LaSeR training, runnable under accelerate.
 
-Every field of `LaserConfig` (hence of TRL's `GRPOConfig`), of `DataArguments` and of TRL's
-`ModelConfig` can be set in the YAML file or as a flag (`--reward_token` or `--reward-token`); flags
-win. Run again after an interruption, the same command continues from the last complete checkpoint
-in output_dir (`--resume_from_checkpoint false` starts afresh; `true` or a path name one). The
-model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. `--reward` picks
-the verifier(s), `math` by default (see `laser_rl.verifiers`). What
-the recipe leaves unset among the reward token, c_ref and the prompt settings comes from the model
-folder's laser_config.json (`laser calibrate --save`), and the saved model and every checkpoint
-carry all of them.
+Every field of `LaserConfig` (hence of TRL's `GRPOConfig`), of `DataArguments`, of TRL's `ModelConfig`
+and of `JudgeArguments` can be set in the YAML file or as a flag (`--reward_token` or `--reward-token`);
+flags win. Run again after an interruption, the same command continues from the last complete
+checkpoint in output_dir (`--resume_from_checkpoint false` starts afresh; `true` or a path name one).
+The model may be a folder, a `.gguf` file, a name from `laser models list` or a Hub id. `--reward`
+picks the verifier(s), `math` by default (see `laser_rl.verifiers`); `--reward judge` asks an LLM judge
+(`--judge_url`, `--judge_model`, ...; see `laser_rl.llm_judge`), caching its judgements in
+output_dir/judge_cache.jsonl. What the recipe leaves unset among the reward token, c_ref and the prompt
+settings comes from the model folder's laser_config.json (`laser calibrate --save`), and the saved
+model and every checkpoint carry all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -40,10 +42,9 @@ def run(args: argparse.Namespace) -> None:
     for category, module in _QUIET:
         warnings.filterwarnings("ignore", category=category, module=module)
     from transformers import AutoTokenizer
-    from trl import ModelConfig, TrlParser, get_peft_config
+    from trl import get_peft_config
 
-    from laser_rl.config import LaserConfig
-    from laser_rl.data import DataArguments, load_problems
+    from laser_rl.data import load_problems
     from laser_rl.model_settings import read_model_settings
     from laser_rl.models import resolve_model
     from laser_rl.prompts import prompt_settings, render_prompts
@@ -51,14 +52,15 @@ def run(args: argparse.Namespace) -> None:
     from laser_rl.trainer import LaserGRPOTrainer
     from laser_rl.verifiers import resolve_reward_weights, resolve_verifier
 
-    parser = TrlParser((DataArguments, LaserConfig, ModelConfig), prog="laser train")
     try:
-        data_args, config, model_args = parser.parse_args_and_config(args.train_argv)
+        data_args, config, model_args, judge_args = train_parser().parse_args_and_config(args.train_argv)
     except (ValueError, FileNotFoundError) as error:  # unknown YAML keys, bad values, missing config file
         raise LaserInputError(str(error).splitlines()[0]) from error
     if not model_args.model_name_or_path:
         raise LaserInputError("model_name_or_path: no model given")
-    verifiers = [resolve_verifier(spec, "--reward") for spec in data_args.reward]
+    judge_cache = judge_args.judge_cache or str(Path(config.output_dir, "judge_cache.jsonl"))
+    judge_args = dataclasses.replace(judge_args, judge_cache=judge_cache)
+    verifiers = [resolve_verifier(spec, "--reward", judge_args) for spec in data_args.reward]
     config.reward_weights = resolve_reward_weights(len(verifiers), config.reward_weights)
     checkpoint = _checkpoint_to_resume(config.resume_from_checkpoint, config.output_dir)
     if checkpoint is not None and 0 < config.max_steps <= _global_step(checkpoint):
@@ -100,6 +102,18 @@ def run(args: argparse.Namespace) -> None:
     trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"laser train: model saved to {config.output_dir}", file=sys.stderr)
+
+
+def train_parser():
+    """The `TrlParser` of `laser train`'s recipe and flags: DataArguments, LaserConfig, TRL's ModelConfig and
+    JudgeArguments, parsed in that order."""
+    from trl import ModelConfig, TrlParser
+
+    from laser_rl.config import LaserConfig
+    from laser_rl.data import DataArguments
+    from laser_rl.llm_judge import JudgeArguments
+
+    return TrlParser((DataArguments, LaserConfig, ModelConfig, JudgeArguments), prog="laser train")
 
 
 def _checkpoint_to_resume(setting: str | None, output_dir: str) -> str | None:
