@@ -1,4 +1,5 @@
 import math
+import sys
 import textwrap
 
 import pytest
@@ -148,9 +149,11 @@ def user_module(tmp_path, monkeypatch):
     )
     (tmp_path / "broken_verifiers.py").write_text("import not_a_module_anywhere\n")
     monkeypatch.chdir(tmp_path)
+    for name in ("my_verifiers", "broken_verifiers"):  # another test's module of the same name may be loaded
+        monkeypatch.delitem(sys.modules, name, raising=False)
     yield
     for name in ("my_verifiers", "broken_verifiers"):
-        __import__("sys").modules.pop(name, None)
+        sys.modules.pop(name, None)
 
 
 def test_builtin_names_resolve_to_checked_functions_with_their_names():
