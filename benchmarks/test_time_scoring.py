@@ -105,7 +105,8 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
     prompt_length = inputs["input_ids"].shape[1]
     completions = generate()[:, prompt_length:]
     assert (completions[:, length - 1] == bench.eos_id).all() and completions.shape[1] == length
-    responses = tokenizer.batch_decode(completions[:, :-1])
+    responses = tokenizer.batch_decode(completions[:, :-1])  # the judge reads text
+    sampled_ids = completions.tolist()  # scored as sampled (EOS included), as `laser score` scores them
     sequences = [
         ids + completion
         for ids, completion in zip(
@@ -116,7 +117,7 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
     samples = [group[0] for group in in_pass()]
     in_pass_logps = torch.tensor([sample.reward_token_logp for sample in samples])
     after_logps = torch.tensor(
-        score_solutions(model, tokenizer, texts, responses, bench.reward_token_id, bench.eos_id, batch_size)
+        score_solutions(model, tokenizer, texts, sampled_ids, bench.reward_token_id, bench.eos_id, batch_size)
     )
     judge_texts = [text + response for text, response in zip(texts, responses, strict=True)]
     checks = {  # these runs double as the warm-up of every variant
@@ -129,7 +130,7 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
         "generate": generate,
         "in-pass": in_pass,
         "laser score": lambda: score_solutions(
-            model, tokenizer, texts, responses, bench.reward_token_id, bench.eos_id, batch_size
+            model, tokenizer, texts, sampled_ids, bench.reward_token_id, bench.eos_id, batch_size
         ),
         "authors": lambda: authors_rescoring(bench, sequences),
         "judge": lambda: judge(bench, judge_texts),
