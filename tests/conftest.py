@@ -31,3 +31,22 @@ def _short_answer_model(tokenizer):
 @pytest.fixture
 def short_answer_model(_short_answer_model):
     return copy.deepcopy(_short_answer_model)
+
+
+@pytest.fixture
+def interrupt_generation(monkeypatch):
+    """Call it to make the third batch of `workflows.generate_file` raise KeyboardInterrupt, as Ctrl-C would."""
+    import laser_rl.workflows
+
+    def arm() -> None:
+        sample, calls = laser_rl.workflows.generate_with_scores, []
+
+        def interrupted_on_the_third_batch(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return sample(*args, **kwargs)
+
+        monkeypatch.setattr(laser_rl.workflows, "generate_with_scores", interrupted_on_the_third_batch)
+
+    return arm

@@ -58,10 +58,8 @@ def test_eval_generates_grades_and_reports_in_one_go(short_answer_model, tokeniz
 
 
 def test_an_interrupted_eval_resumes_whatever_evals_own_flags_say(
-    short_answer_model, tokenizer, tmp_path, monkeypatch
+    short_answer_model, tokenizer, tmp_path, monkeypatch, interrupt_generation
 ):
-    import laser_rl.workflows
-
     model_dir = tmp_path / "model"
     short_answer_model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
@@ -74,15 +72,7 @@ def test_an_interrupted_eval_resumes_whatever_evals_own_flags_say(
              + ["--prompt-template", "Q: {problem}=", *flags])  # fmt: skip
 
     evaluate(tmp_path / "whole")
-    sample, calls = laser_rl.workflows.generate_with_scores, []
-
-    def interrupted_on_the_third_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return sample(*args, **kwargs)
-
-    monkeypatch.setattr(laser_rl.workflows, "generate_with_scores", interrupted_on_the_third_batch)
+    interrupt_generation()
     with pytest.raises(SystemExit):
         evaluate(tmp_path / "resumed", "--num-subsets", "7")
     monkeypatch.undo()

@@ -5,7 +5,6 @@ import shutil
 
 import pytest
 
-import laser_rl.workflows
 from laser_rl.cli import main
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.jsonl import read_jsonl
@@ -71,19 +70,12 @@ def test_generate_writes_the_authors_format_and_score_agrees(model_dir, problems
             assert (logp is None and other is None) or abs(logp - other) < 1e-4
 
 
-def test_generate_resumes_after_an_interruption(model_dir, problems_file, tmp_path, monkeypatch, capsys):
+def test_generate_resumes_after_an_interruption(
+    model_dir, problems_file, tmp_path, monkeypatch, capsys, interrupt_generation
+):
     reference, out = tmp_path / "reference.jsonl", tmp_path / "out.jsonl"
     generate(model_dir, problems_file, reference, "--c-ref", "-7")
-    sample = laser_rl.workflows.generate_with_scores
-    calls = []
-
-    def interrupted_on_the_third_batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return sample(*args, **kwargs)
-
-    monkeypatch.setattr(laser_rl.workflows, "generate_with_scores", interrupted_on_the_third_batch)
+    interrupt_generation()
     with pytest.raises(SystemExit) as exit_info:
         generate(model_dir, problems_file, out, "--c-ref", "-7")
     assert exit_info.value.code == 130
