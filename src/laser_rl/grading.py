@@ -254,7 +254,7 @@ def _get_shared_grader() -> MathGrader:
         return _shared_grader
 
 
-def _completion_text(completion: str | list[dict]) -> str:
+def completion_text(completion: str | list[dict]) -> str:
     """The text of a TRL completion: a string, or a conversation whose last message is the model's."""
     if isinstance(completion, str):
         return completion
@@ -270,5 +270,5 @@ def math_reward(completions: list, answer: list[str], **kwargs) -> list[float]:
     `completions` are strings (standard prompts) or lists of messages (conversational prompts);
     `answer` is the dataset column of gold answers. TRL logs it as `rewards/math_reward`.
     """
-    predictions = [extract_last_boxed(_completion_text(completion)) for completion in completions]
+    predictions = [extract_last_boxed(completion_text(completion)) for completion in completions]
     return _get_shared_grader().grade(predictions, answer)

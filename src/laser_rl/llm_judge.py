@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from laser_rl.errors import LaserInputError
-from laser_rl.grading import _completion_text
+from laser_rl.grading import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -369,9 +369,9 @@ def build_judge(args: JudgeArguments, option: str) -> Callable[..., list[float |
         from its reply; None where it cannot judge (see `laser_rl.llm_judge`)."""
         if problem is None and prompts is None:
             raise LaserInputError("verifier judge: no `problem` field to show the judge")
-        problems = problem if problem is not None else [_completion_text(prompt) for prompt in prompts]
+        problems = problem if problem is not None else [completion_text(prompt) for prompt in prompts]
         questions = [
-            (str(text), str(gold), _completion_text(completion))
+            (str(text), str(gold), completion_text(completion))
             for text, gold, completion in zip(problems, answer, completions, strict=True)
         ]
         rewards = client.judge(questions)

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 
 from laser_rl.errors import LaserInputError
-from laser_rl.grading import _completion_text, extract_last_boxed, math_reward
+from laser_rl.grading import completion_text, extract_last_boxed, math_reward
 from laser_rl.llm_judge import JudgeArguments, build_judge
 
 RewardFunction = Callable[..., list]
@@ -144,7 +144,7 @@ def choice_reward(completions: list, answer: list, choices: list | None = None, 
     for index, (completion, gold) in enumerate(zip(completions, answer, strict=True)):
         options = choices[index] if choices is not None else None
         letters = option_letters(len(options) if options is not None else DEFAULT_NUM_OPTIONS)
-        predicted = extract_choice(_completion_text(completion), len(letters), options)
+        predicted = extract_choice(completion_text(completion), len(letters), options)
         rewards.append(float(predicted == gold_letter(gold, letters)))
     return rewards
 
@@ -158,7 +158,7 @@ def exact_answer(text: str) -> str:
 def exact_reward(completions: list, answer: list, **kwargs) -> list[float]:
     """Exact-match verifier: 1.0 where `exact_answer` of the completion equals the normalised gold answer."""
     return [
-        float(exact_answer(_completion_text(completion)) == normalize_answer(str(gold)))
+        float(exact_answer(completion_text(completion)) == normalize_answer(str(gold)))
         for completion, gold in zip(completions, answer, strict=True)
     ]
 

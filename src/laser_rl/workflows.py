@@ -28,6 +28,7 @@ from laser_rl.jsonl import ResumableWriter, fingerprint
 from laser_rl.llm_judge import JudgeArguments
 from laser_rl.prompts import record_prompts
 from laser_rl.scoring import ScoringSettings, record_logps, self_reward_score_list, solution_ids
+from laser_rl.tokens import check_reward_token_unused
 from laser_rl.verifiers import predicted_answer, resolve_verifier
 
 
@@ -53,6 +54,7 @@ def generate_file(
     settings: ScoringSettings,
     sampling: Sampling,
     backend: str = "hf",
+    source: str = "problems",
 ) -> list[dict]:
     """Sample `n` solutions per problem with their in-pass scores into `out`, resumably.
 
@@ -66,8 +68,10 @@ def generate_file(
         problems: records with a `problem` field; other fields are kept.
         settings: z_c, c_ref, beta_v and the prompt settings (`scoring.scoring_settings`).
         backend: "hf" (`generate_with_scores`) or "vllm" (`generate_with_scores_vllm`).
+        source: what the problems came from, to name in the error when a prompt holds z_c.
     """
     prompts = record_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
+    check_reward_token_unused(tokenizer, settings.reward_token_id, prompts, source)
     sample = _sampler(model, tokenizer, n, settings.reward_token_id, sampling, backend)
     resume = {"model": model, "n": n, "backend": backend, **asdict(settings), **asdict(sampling)}
     resume["data_fingerprint"] = fingerprint(problems)

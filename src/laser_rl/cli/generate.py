@@ -22,9 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from laser_rl.generation import load_tokenizer
 from laser_rl.jsonl import PROBLEM_FIELDS, load_records
 from laser_rl.models import resolve_model
-from laser_rl.prompts import record_prompts
 from laser_rl.scoring import ScoringSettings, scoring_settings
-from laser_rl.tokens import check_reward_token_unused
 from laser_rl.workflows import Sampling, generate_file
 
 
@@ -129,9 +127,8 @@ def generate_from_flags(args: argparse.Namespace, out: str | Path) -> tuple[list
     model = resolve_model(args.model)
     tokenizer = load_tokenizer(model)
     settings = settings_for(args, tokenizer, model)
-    prompts = record_prompts(tokenizer, problems, settings.prompt_template, settings.chat)
-    check_reward_token_unused(tokenizer, settings.reward_token_id, prompts, args.data)
-    records = generate_file(model, tokenizer, problems, out, args.n, settings, sampling_from(args), args.backend)
+    sampling = sampling_from(args)
+    records = generate_file(model, tokenizer, problems, out, args.n, settings, sampling, args.backend, args.data)
     return records, settings
 
 
