@@ -15,13 +15,13 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
-    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteriaList,
@@ -29,7 +29,7 @@ from transformers import (
 from transformers.generation.stopping_criteria import EosTokenCriteria
 
 from laser_rl.demo.model import REWARD_TOKEN, build_model, build_tokenizer
-from laser_rl.generation import RewardTokenScorer, StopAfterScore
+from laser_rl.generation import RewardTokenRecorder, StopAfterScore
 from laser_rl.report import markdown_table
 
 MODELS = ("tiny", "mid", "smollm2")
@@ -194,27 +194,29 @@ def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup:
 
 
 def per_step_overhead(bench: Bench, batch_size: int, calls: int = 2000) -> float:
-    """Extra seconds per decoding step of generate_with_scores' logits processor and stopping
-    criterion over plain generate's (an empty processor list and the EOS criterion), measured on
-    (B, vocabulary) logits while no row has ended, the state of almost every step."""
+    """Extra seconds per decoding step of generate_with_scores' forward hook (with z_c suppressed) and
+    stopping criterion over plain generate's EOS criterion, measured on (B, vocabulary) logits while
+    no row has ended, the state of almost every step."""
     eos = torch.tensor([bench.eos_id])
     input_ids = torch.full((batch_size, 64), bench.tokenizer.convert_tokens_to_ids("a"))
-    scores = torch.randn(batch_size, bench.model.config.vocab_size)
-
-    def run(processors: LogitsProcessorList, criteria: StoppingCriteriaList) -> None:
-        for _ in range(calls):
-            processors(input_ids, scores)
-            criteria(input_ids, scores)
+    output = SimpleNamespace(logits=torch.randn(batch_size, 1, bench.model.config.vocab_size))
+    step = {"input_ids": input_ids[:, -1:]}
 
     def in_pass() -> None:
-        scorer = RewardTokenScorer(bench.reward_token_id, eos)
-        run(LogitsProcessorList([scorer]), StoppingCriteriaList([StopAfterScore(scorer, 0, 10**9)]))
+        recorder = RewardTokenRecorder(bench.reward_token_id, eos, suppress=True)
+        criteria = StoppingCriteriaList([StopAfterScore(recorder, 0, 10**9)])
+        recorder(bench.model, (), {"input_ids": input_ids}, output)  # the prefill
+        for _ in range(calls):
+            recorder(bench.model, (), step, output)
+            criteria(input_ids, output.logits[:, -1])
 
     def plain() -> None:
-        run(LogitsProcessorList(), StoppingCriteriaList([EosTokenCriteria(eos)]))
+        criteria = StoppingCriteriaList([EosTokenCriteria(eos)])
+        for _ in range(calls):
+            criteria(input_ids, output.logits[:, -1])
 
     times = interleaved({"plain": plain, "in-pass": in_pass}, repeats=5)
-    return (statistics.median(times["in-pass"]) - statistics.median(times["plain"])) / calls
+    return (statistics.median(times["in-pass"]) - statistics.median(times["plain"])) / (calls + 1)
 
 
 def predicted_in_pass_ratio(steps: int, step: float, overhead: float) -> float:

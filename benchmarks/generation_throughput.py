@@ -8,7 +8,7 @@ padding). Tokens counted: solution tokens, EOS included, the same for both (the 
 the score after the last EOS is overhead, not output). Goal: ratio >= 0.95.
 
 The "predicted" column is the ratio the design implies, from quantities that noise hardly touches:
-one more decoding step per batch (L + 1 steps instead of L) and the per-step cost of the scorer
+one more decoding step per batch (L + 1 steps instead of L) and the per-step cost of the score hook
 and its stopping criterion over plain generate's EOS criterion (`per_step_overhead`, timed over
 thousands of calls on logits of the model's shape), against the measured time of a plain step.
 

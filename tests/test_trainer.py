@@ -3,44 +3,23 @@ import json
 
 import pytest
 import torch
-from datasets import Dataset
+from support import (
+    BETA_V,
+    C_REF,
+    NUM_GENERATIONS,
+    common_args,
+    dataset,
+    even_length_reward,
+    plain_reward_token_logps,
+)
 from trl import GRPOConfig, GRPOTrainer
 
 import laser_rl.trainer as trainer_module
 from laser_rl.config import LaserConfig
-from laser_rl.core import class_balance_weights, place_reward_token, reward_token_positions, self_reward_scores
+from laser_rl.core import class_balance_weights, reward_token_positions, self_reward_scores
 from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.errors import LaserInputError
 from laser_rl.trainer import LaserGRPOTrainer
-
-C_REF, BETA_V = -5.0, 0.1
-NUM_GENERATIONS = 4
-
-
-def even_length_reward(completions, **kwargs):
-    """A verifier stand-in that splits completions into both classes deterministically."""
-    return [float(len(c) % 2 == 0) for c in completions]
-
-
-def dataset() -> Dataset:
-    pairs = [(a, b) for a in range(4) for b in range(4)]
-    return Dataset.from_dict({"prompt": [f"Q: {a}+{b}=" for a, b in pairs], "answer": [str(a + b) for a, b in pairs]})
-
-
-def common_args(tmp_path) -> dict:
-    return dict(
-        output_dir=str(tmp_path / "out"),
-        use_cpu=True,
-        bf16=False,
-        per_device_train_batch_size=8,
-        num_generations=NUM_GENERATIONS,
-        max_completion_length=3,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        learning_rate=1e-3,
-        seed=0,
-    )
 
 
 def laser_trainer(model, tokenizer, tmp_path, **overrides) -> LaserGRPOTrainer:
@@ -66,22 +45,6 @@ def generation_batch(trainer) -> dict:
     examples = [dict(row) for row in dataset().select(range(2))]
     torch.manual_seed(0)
     return trainer._generate_and_score_completions([ex for ex in examples for _ in range(NUM_GENERATIONS)])
-
-
-def plain_reward_token_logps(model, batch, reward_token_id, eos_token_ids, pad_token_id):
-    """log pi(z_c | x, y, EOS) with z_c really written after the EOS, from a plain untempered forward."""
-    completion_ids, completion_mask, finished = place_reward_token(
-        batch["completion_ids"], batch["completion_mask"], reward_token_id, eos_token_ids, pad_token_id
-    )
-    input_ids = torch.cat([batch["prompt_ids"], completion_ids], dim=1)
-    attention_mask = torch.cat([batch["prompt_mask"], completion_mask], dim=1)
-    with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    eos_index, _ = reward_token_positions(batch["completion_ids"], batch["completion_mask"], eos_token_ids)
-    slot = batch["prompt_ids"].size(1) + eos_index + 1  # where z_c sits
-    logps = logits.log_softmax(-1)[torch.arange(len(slot)), slot - 1]  # predicted one position earlier
-    assert (input_ids[torch.arange(len(slot)), slot][finished] == reward_token_id).all()
-    return logps.gather(1, input_ids[torch.arange(len(slot)), slot].unsqueeze(1)).squeeze(1), finished
 
 
 def spy_scores(trainer) -> list:
@@ -145,7 +108,7 @@ def test_fused_score_leaves_the_policy_log_probs_alone(short_answer_model, token
     torch.testing.assert_close(entropies, grpo_entropies, atol=1e-6, rtol=0)
     expected, finished = plain_reward_token_logps(reference_model, batch, trainer.reward_token_id, [eos], pad)
     assert finished.tolist() == [True, True, False][rows]
-    scores = trainer._reward_token_logps.pop()
+    scores = trainer._forward_scores[-1][1]
     torch.testing.assert_close(scores[finished], expected[finished], atol=1e-5, rtol=0)
     assert scores[-1] == 0.0  # truncated
 
@@ -367,6 +330,9 @@ OVERRIDDEN = {
         "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids",
     ],
     "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
+    "_generate_single_turn": [
+        "self", "prompt_ids", "images", "multimodal_fields", "num_generations", "has_tool_images",
+    ],
     "_generate_and_score_completions": ["self", "inputs"],
     "_compute_loss": ["self", "model", "inputs"],
     "_save": ["self", "output_dir", "state_dict"],

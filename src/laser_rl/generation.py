@@ -9,7 +9,6 @@ that EOS: at most one extra decoding step per batch and no second prefill. z_c i
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,8 +20,6 @@ from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     GenerationConfig,
-    LogitsProcessor,
-    LogitsProcessorList,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     StoppingCriteria,
@@ -84,45 +81,50 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
     return ids
 
 
-class RewardTokenScorer(LogitsProcessor):
-    """Records log pi(z_c | x, y, EOS) for each row during `generate`, and keeps z_c from being sampled.
+class RewardTokenRecorder:
+    """A forward hook that records log pi(z_c | x, y, EOS) for each row while `generate` runs.
 
-    Custom processors run before the temperature/top-k/top-p warpers, and `generate_with_scores`
-    lets no other processor run before this one, so it sees the raw logits. The step after a
-    row's first EOS has that EOS as input, so its logits are the distribution at the EOS position.
-    Later EOS inputs of the same row (padding when pad == EOS) are ignored.
+    It reads the logits the model returns, before any logits processor or warper, so the score is
+    untempered whatever the sampling settings. The decoding step after a row's first generated EOS
+    has that EOS as input, so its logits are the distribution at the EOS position; later EOS inputs
+    of the same row (padding when pad == EOS) are ignored. Forwards over more than one new token
+    (the prompt's prefill) are never read. A row whose EOS comes at the batch's last step has no
+    step after it and stays unscored (NaN) unless `StopAfterScore` lets the batch run one step more.
+
+    Use: `with recorder.attached(model): model.generate(...)`, then read `logps` and `scored`.
     """
 
-    def __init__(self, reward_token_id: int, eos_token_ids: torch.Tensor) -> None:
+    def __init__(self, reward_token_id: int, eos_token_ids: torch.Tensor, suppress: bool = False) -> None:
+        """`suppress`: also keep z_c from being sampled (its logit set to -inf in place)."""
         self.reward_token_id = reward_token_id
         self.eos_token_ids = eos_token_ids
+        self.suppress = suppress
         self.logps: torch.Tensor | None = None  # (B,) float32, NaN until scored
         self.scored: torch.Tensor | None = None  # (B,) bool
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        """Record the rows whose input is a just-generated EOS; return the scores without z_c.
-
-        Args:
-            input_ids: (B, T) the prompts and the tokens generated so far.
-            scores: (B, V) the raw next-token logits.
-        """
-        if self.logps is None:  # prefill: the last input token is the prompt's, not a generated EOS
-            self.logps = torch.full(scores.shape[:1], math.nan, device=scores.device)
-            self.scored = torch.zeros(scores.shape[:1], dtype=torch.bool, device=scores.device)
-        else:
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict, output) -> None:
+        """Record the rows whose input is a just-generated EOS, from output.logits (B, T, V)."""
+        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        logits = output.logits[:, -1]
+        if self.logps is None:  # the prefill: its last input token is the prompt's
+            self.logps = torch.full(logits.shape[:1], math.nan, device=logits.device)
+            self.scored = torch.zeros(logits.shape[:1], dtype=torch.bool, device=logits.device)
+        elif input_ids is not None and input_ids.shape[1] == 1:
             just_ended = torch.isin(input_ids[:, -1], self.eos_token_ids) & ~self.scored
             if just_ended.any():
-                self.logps = torch.where(just_ended, reward_token_logps(scores, self.reward_token_id), self.logps)
+                self.logps = torch.where(just_ended, reward_token_logps(logits, self.reward_token_id), self.logps)
                 self.scored |= just_ended
-        # In place: `generate` hands the processors a float32 copy of the logits, and a copy of a whole
-        # (B, V) row per step would cost more than the score itself.
-        scores[:, self.reward_token_id] = -math.inf
-        return scores
+        if self.suppress:  # in place: `generate` copies these logits after the forward
+            logits[:, self.reward_token_id] = -math.inf
 
-
-# `LogitsProcessorList` inspects each processor's signature at every decoding step; a stored one is
-# three times cheaper to look up, and that lookup is most of the scorer's cost on a small model.
-RewardTokenScorer.__call__.__signature__ = inspect.signature(RewardTokenScorer.__call__)
+    @contextmanager
+    def attached(self, model: torch.nn.Module) -> Iterator[RewardTokenRecorder]:
+        """Record the forwards of `model` (the causal LM itself, under any PEFT or DDP wrapper) within."""
+        handle = model.register_forward_hook(self, with_kwargs=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
 
 
 class StopAfterScore(StoppingCriteria):
@@ -132,9 +134,9 @@ class StopAfterScore(StoppingCriteria):
     `generate` pads the rows stopped by a criterion that has an `eos_token_id` attribute.
     """
 
-    def __init__(self, scorer: RewardTokenScorer, prompt_length: int, max_new_tokens: int) -> None:
-        self.scorer = scorer
-        self.eos_token_id = scorer.eos_token_ids
+    def __init__(self, recorder: RewardTokenRecorder, prompt_length: int, max_new_tokens: int) -> None:
+        self.recorder = recorder
+        self.eos_token_id = recorder.eos_token_ids
         self.prompt_length = prompt_length
         self.max_new_tokens = max_new_tokens
 
@@ -142,14 +144,14 @@ class StopAfterScore(StoppingCriteria):
         """(B,) True for the rows to stop, given (B, T) input_ids that end with the newest tokens."""
         out_of_budget = input_ids.shape[1] - self.prompt_length >= self.max_new_tokens
         truncated = out_of_budget & ~torch.isin(input_ids[:, -1], self.eos_token_id)
-        return self.scorer.scored | truncated
+        return self.recorder.scored | truncated
 
 
 @contextmanager
 def _only_these_settings(model: PreTrainedModel) -> Iterator[None]:
     """Hide the model's generation_config.json from `generate`, which would merge in its defaults:
-    a processor such as a repetition penalty would run before the reward-token scorer, and its EOS
-    would add the EOS criterion that `StopAfterScore` replaces."""
+    sampling settings the caller did not ask for, and an EOS that would add the EOS criterion
+    `StopAfterScore` replaces."""
     saved = model.generation_config
     model.generation_config = GenerationConfig()
     try:
@@ -212,21 +214,20 @@ def generate_with_scores(
                 return_tensors="pt",
             ).to(model.device)
             prompt_length = batch["input_ids"].shape[1]
-            scorer = RewardTokenScorer(reward_token_id, eos_tensor)
-            with _only_these_settings(model):
+            recorder = RewardTokenRecorder(reward_token_id, eos_tensor, suppress=True)
+            with _only_these_settings(model), recorder.attached(model):
                 output = model.generate(
                     **batch,
                     generation_config=config,
-                    logits_processor=LogitsProcessorList([scorer]),
-                    stopping_criteria=StoppingCriteriaList([StopAfterScore(scorer, prompt_length, max_new_tokens)]),
+                    stopping_criteria=StoppingCriteriaList([StopAfterScore(recorder, prompt_length, max_new_tokens)]),
                 )
-            samples += _samples(output[:, prompt_length:], scorer, eos_tensor, max_new_tokens, tokenizer)
+            samples += _samples(output[:, prompt_length:], recorder, eos_tensor, max_new_tokens, tokenizer)
     return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def _samples(
     completions: torch.Tensor,
-    scorer: RewardTokenScorer,
+    recorder: RewardTokenRecorder,
     eos: torch.Tensor,
     max_new_tokens: int,
     tokenizer: PreTrainedTokenizerBase,
@@ -234,10 +235,10 @@ def _samples(
     """Cut each row of (B, L) generated ids after its first EOS, or at `max_new_tokens`."""
     completions = completions[:, :max_new_tokens]  # drops the extra scoring step's token
     first_eos = torch.isin(completions, eos).int().argmax(dim=1)
-    lengths = torch.where(scorer.scored, first_eos + 1, completions.shape[1]).tolist()
+    lengths = torch.where(recorder.scored, first_eos + 1, completions.shape[1]).tolist()
     samples = []
     for ids, length, finished, logp in zip(
-        completions.tolist(), lengths, scorer.scored.tolist(), scorer.logps.tolist(), strict=True
+        completions.tolist(), lengths, recorder.scored.tolist(), recorder.logps.tolist(), strict=True
     ):
         ids = ids[:length]
         text = tokenizer.decode(ids[:-1] if finished else ids, skip_special_tokens=True)

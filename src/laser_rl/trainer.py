@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import trl
 from accelerate.utils import gather
 from transformers import PreTrainedModel
 from transformers.trainer import TRAINER_STATE_NAME
@@ -43,6 +44,7 @@ from laser_rl.core import (
     self_rewarding_advantages,
 )
 from laser_rl.errors import LaserInputError
+from laser_rl.generation import RewardTokenRecorder
 from laser_rl.metrics import self_verification_metrics
 from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
@@ -163,7 +165,10 @@ class LaserGRPOTrainer(GRPOTrainer):
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
         self.prompt_settings: dict = {}  # how problems became prompts (template, chat), saved with the model
-        self._reward_token_logps: list[torch.Tensor] = []  # one entry per forward, in call order
+        # (per-token log-probs returned to TRL, log pi(z_c) (B,)) of each forward since the last reset:
+        # a score is found by the identity of the tensor TRL stores under a name (see `_reward_token_logps_of`).
+        self._forward_scores: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._generation_logps: torch.Tensor | None = None  # (B,) read during the last `generate`, NaN unread
         self._rewards_per_func: torch.Tensor | None = None
         # Exact mode: sum and count of the reference's log pi_ref(z_c) over finished rollouts, so that a
         # saved model carries a c_ref to be scored with.
@@ -197,13 +202,26 @@ class LaserGRPOTrainer(GRPOTrainer):
                 **{**kwargs, **per_token_kwargs},
             )
         slot = (eos_index + 1).clamp(max=placed_ids.size(1) - 1).unsqueeze(1)  # clamped: truncated rows
-        self._reward_token_logps.append(logps.gather(1, slot).squeeze(1).masked_fill(~finished, 0.0))
+        reward_token_logps = logps.gather(1, slot).squeeze(1).masked_fill(~finished, 0.0)
         # Give TRL exactly what it asked for: z_c's entries cleared, the extra column dropped.
         placed = placed_mask.bool() & ~F.pad(completion_mask, (0, extra)).bool()
         logps = logps.masked_fill(placed, 0.0)[:, :logits_to_keep]
         if entropies is not None:
             entropies = entropies.masked_fill(placed, 0.0)[:, :logits_to_keep]
+        self._forward_scores.append((logps, reward_token_logps))
         return logps, entropies, aux_loss
+
+    def _reward_token_logps_of(self, per_token_logps: torch.Tensor | None) -> torch.Tensor | None:
+        """log pi(z_c) (B,) of the forward that returned `per_token_logps` (this very tensor), else None.
+
+        TRL keeps the log-probs of its rollout forwards under names ("old_per_token_logps",
+        "ref_per_token_logps"); looking the score up by the identity of that tensor pairs it with the
+        forward that gave it, whatever the number and order of TRL's forwards.
+        """
+        for logps, reward_token_logps in self._forward_scores:
+            if logps is per_token_logps:
+                return reward_token_logps
+        return None
 
     @contextmanager
     def _untempered_reward_token(self, model, positions: torch.Tensor, finished: torch.Tensor) -> Iterator[None]:
@@ -246,15 +264,37 @@ class LaserGRPOTrainer(GRPOTrainer):
         self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._rewards_per_func
 
-    # --- generation batch: weights, reference scores, advantage mixing -----------------------------
+    # --- generation batch: the rollout's scores, weights, advantage mixing ---------------------------
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        """TRL's generation; with the HF backend, the rollout's log pi(z_c | x, y, EOS) is read on the way
+        (`RewardTokenRecorder`) when this batch needs it, so no forward is added to score the rollout.
+
+        vLLM, continuous batching and tool loops are left as they are: their rollout scores come from a
+        forward (`_rollout_reward_token_logps`)."""
+        arguments = (prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        reads_scores = not (self.use_vllm or self.use_transformers_continuous_batching or self.tools)
+        if not (reads_scores and self._needs_rollout_scores()):
+            return super()._generate_single_turn(*arguments)
+        eos = torch.tensor(self.eos_token_ids, device=self.accelerator.device)
+        recorder = RewardTokenRecorder(self.reward_token_id, eos)
+        with recorder.attached(_causal_lm(self.accelerator.unwrap_model(self.model))):
+            result = super()._generate_single_turn(*arguments)
+        self._generation_logps = recorder.logps
+        return result
+
+    def _needs_rollout_scores(self) -> bool:
+        """Whether this generation batch needs the rollout's r_s: to mix advantages, or to measure c_ref."""
+        args: LaserConfig = self.args
+        phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
+        mixing = phase == LaserPhase.SELF_REWARDING_ADVANTAGES and args.self_rewarding_advantage_coef > 0
+        return mixing or (not self.exact_mode and self.c_ref is None)
 
     def _generate_and_score_completions(self, inputs):
-        self._reward_token_logps.clear()
+        self._forward_scores.clear()
+        self._generation_logps = None
+        needs_rollout_scores = self._needs_rollout_scores()  # before the step's state can change
         output = super()._generate_and_score_completions(inputs)
-        # Forwards TRL ran during rollout, in its order: old policy log-probs, then reference log-probs.
-        rollout_logps = self._reward_token_logps.pop(0) if "old_per_token_logps" in output else None
-        reference_logps = self._reward_token_logps.pop(0) if "ref_per_token_logps" in output else None
-        self._reward_token_logps.clear()
 
         args: LaserConfig = self.args
         mode = "train" if self.model.training else "eval"
@@ -275,9 +315,11 @@ class LaserGRPOTrainer(GRPOTrainer):
         output["verifier_rewards"] = verifier_rewards[process_slice]
         output["self_reward_weights"] = mse_weights[process_slice]
 
+        rollout_logps = self._rollout_reward_token_logps(output, finished) if needs_rollout_scores else None
         if self.exact_mode:
-            if reference_logps is None:
-                reference_logps = self._rollout_reward_token_logps(output, reference=True)
+            reference_logps = self._reward_token_logps_of(output.get("ref_per_token_logps"))
+            if reference_logps is None:  # TRL ran no reference forward (beta = 0): run it
+                reference_logps = self._forward_reward_token_logps(output, finished, reference=True)
             output["reference_reward_token_logps"] = reference_logps
             if mode == "train":
                 self._reference_logp_sum += gather(reference_logps.masked_fill(~finished, 0.0)).sum().item()
@@ -285,18 +327,13 @@ class LaserGRPOTrainer(GRPOTrainer):
         elif self.c_ref is None and all_finished.any():
             # c_ref: auto, measured once, on the first batch with a finished solution: at step 0 the policy is
             # pi_ref, so this is the paper's mean of log pi_ref(z_c | x, y) over its own solutions.
-            if rollout_logps is None:
-                rollout_logps = self._rollout_reward_token_logps(output, reference=False)
-            total = gather(rollout_logps.masked_fill(~finished, 0.0)).sum().item()
-            self.c_ref = total / all_finished.sum().item()
+            self.c_ref = gather(rollout_logps).sum().item() / all_finished.sum().item()
         if self.c_ref is not None:
             self._metrics[mode]["laser/c_ref"].append(self.c_ref)
 
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
         self._metrics[mode]["laser/phase"].append(float(phase))
         if phase == LaserPhase.SELF_REWARDING_ADVANTAGES and args.self_rewarding_advantage_coef > 0:
-            if rollout_logps is None:
-                rollout_logps = self._rollout_reward_token_logps(output, reference=False)
             scores = self._scores(rollout_logps, output)
             num_generations = self.num_generations if mode == "train" else self.num_generations_eval
             advantages, mixed = self_rewarding_advantages(
@@ -311,11 +348,32 @@ class LaserGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["laser/mixed_groups"].append(mixed.float().mean().item())
         return output
 
+    def _rollout_reward_token_logps(self, batch: dict, finished: torch.Tensor) -> torch.Tensor:
+        """log pi(z_c | x, y, EOS) (B,) of the rollout under the policy that sampled it (0 where truncated).
+
+        From TRL's old-policy forward when it ran one (vLLM's importance sampling, or generation out of
+        step with the optimizer), else as read during generation; rows still unscored (an EOS at the
+        batch's last decoding step, or a backend that reads nothing) get a forward of those rows only.
+        """
+        logps = self._reward_token_logps_of(batch.get("old_per_token_logps"))
+        if logps is None:
+            logps = self._generation_logps
+            if logps is None or logps.shape != finished.shape:
+                logps = torch.full(finished.shape, torch.nan, device=finished.device)
+            missing = finished & logps.isnan()
+            if missing.any():
+                logps = torch.where(missing, self._forward_reward_token_logps(batch, missing, reference=False), logps)
+        return logps.masked_fill(~finished, 0.0)
+
     @torch.no_grad()
-    def _rollout_reward_token_logps(self, batch: dict, reference: bool) -> torch.Tensor:
-        """log pi(z_c | x, y, EOS) of the rollout, under the policy or the reference model."""
-        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
-        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
+    def _forward_reward_token_logps(self, batch: dict, rows: torch.Tensor, reference: bool) -> torch.Tensor:
+        """log pi(z_c | x, y, EOS) (B,) of the rollout's `rows` ((B,) bool, finished ones), from a forward of
+        those rows under the policy or the reference model; 0 elsewhere. A multimodal batch is run whole
+        (its image inputs do not split by row)."""
+        forward_kwargs = {key: batch[key] for key in _FORWARD_KEYS if key in batch}
+        run = torch.ones_like(rows) if forward_kwargs else rows
+        input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)[run]
+        attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)[run]
         model, context = self.model, nullcontext()
         if reference and self.ref_model is not None:
             model = self.ref_model
@@ -324,15 +382,17 @@ class LaserGRPOTrainer(GRPOTrainer):
             context = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
         batch_size = self.args.per_device_train_batch_size if self.model.training else None
         with context:
-            self._get_per_token_logps_and_entropies(
+            logps, _, _ = self._get_per_token_logps_and_entropies(
                 model,
                 input_ids,
                 attention_mask,
                 batch["completion_ids"].size(1),
                 batch_size=batch_size or self.args.per_device_eval_batch_size,
-                **{key: batch[key] for key in _FORWARD_KEYS if key in batch},
+                **forward_kwargs,
             )
-        return self._reward_token_logps.pop()
+        return torch.zeros(rows.shape, device=logps.device).masked_scatter(
+            rows, self._reward_token_logps_of(logps)[rows[run]]
+        )
 
     def _scores(self, logps: torch.Tensor, batch: dict) -> torch.Tensor:
         """r_s (B,) from log pi(z_c) (B,), against c_ref or the reference model's log-probs."""
@@ -345,9 +405,14 @@ class LaserGRPOTrainer(GRPOTrainer):
     # --- loss ----------------------------------------------------------------------------------------
 
     def _compute_loss(self, model, inputs):
-        self._reward_token_logps.clear()
+        self._forward_scores.clear()
         loss = super()._compute_loss(model, inputs)
-        scores = self._scores(self._reward_token_logps.pop(), inputs)
+        if len(self._forward_scores) != 1:  # the score must come from the forward the loss backpropagates through
+            raise RuntimeError(
+                f"GRPOTrainer._compute_loss ran {len(self._forward_scores)} forwards where laser-rl expects the "
+                f"policy's one; this TRL version ({trl.__version__}) is not supported (see constraints.txt)"
+            )
+        scores = self._scores(self._forward_scores[0][1], inputs)
         args: LaserConfig = self.args
         mode = "train" if self.model.training else "eval"
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
