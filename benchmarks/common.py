@@ -28,9 +28,9 @@ from transformers import (
 )
 from transformers.generation.stopping_criteria import EosTokenCriteria
 
-from laser_rl.demo.model import REWARD_TOKEN, build_model, build_tokenizer
 from laser_rl.generation import RewardTokenRecorder, StopAfterScore
 from laser_rl.report import markdown_table
+from laser_rl.testing import REWARD_TOKEN, build_model, build_tokenizer
 
 MODELS = ("tiny", "mid", "smollm2")
 MID_VOCAB = 32_000  # a realistic LM-head width; ids past the tokenizer are never generated (see ForcedLengths)

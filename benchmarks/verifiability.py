@@ -25,13 +25,13 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 
 from benchmarks.common import print_table
 from laser_rl.core import class_balance_weights, reward_token_logps, self_reward_mse, self_reward_scores
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.demo.pipeline import FULL
 from laser_rl.demo.task import max_solution_length, sample_problems, verify
 from laser_rl.demo.warmstart import DEFAULT, WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
 from laser_rl.metrics import self_verification_metrics
 from laser_rl.scoring import eos_logprobs, last_token_logits, solution_ids
+from laser_rl.testing import REWARD_TOKEN
 
 HEADERS = ["step", "train AUROC", "train F1", "held-out AUROC", "held-out F1"]
 QUICK_WARM_START = WarmStartSettings(

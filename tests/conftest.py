@@ -3,7 +3,7 @@ import copy
 import pytest
 import torch
 
-from laser_rl.demo.model import build_model, build_tokenizer
+from laser_rl.testing import build_model, build_tokenizer
 
 
 @pytest.fixture(scope="session")

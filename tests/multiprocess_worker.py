@@ -22,7 +22,7 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from laser_rl.config import LaserConfig
-from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.testing import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer
 
 NUM_GENERATIONS = 4

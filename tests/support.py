@@ -5,6 +5,7 @@ import torch
 from datasets import Dataset
 
 from laser_rl.core import place_reward_token, reward_token_positions
+from laser_rl.testing import REWARD_TOKEN
 
 C_REF, BETA_V = -5.0, 0.1
 NUM_GENERATIONS = 4
@@ -34,6 +35,25 @@ def common_args(tmp_path) -> dict:
         learning_rate=1e-3,
         seed=0,
     )
+
+
+def laser_fields(tmp_path, **overrides) -> dict:
+    """`LaserConfig` fields: `common_args`, the test models' z_c, a fixed c_ref, no reasoning warm-up."""
+    fields = dict(reward_token=REWARD_TOKEN, c_ref=C_REF, self_reward_beta=BETA_V, reasoning_warmup_steps=0)
+    return {**common_args(tmp_path), **fields, **overrides}
+
+
+def spy_scores(trainer) -> list:
+    """The log pi(z_c) (B,) that each call of `trainer._scores` receives, from now on."""
+    captured = []
+    original = trainer._scores
+
+    def spy(logps, batch):
+        captured.append(logps.detach().clone())
+        return original(logps, batch)
+
+    trainer._scores = spy
+    return captured
 
 
 def plain_reward_token_logps(model, batch, reward_token_id, eos_token_ids, pad_token_id, grad=False):

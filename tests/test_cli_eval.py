@@ -3,7 +3,7 @@ import json
 import pytest
 
 from laser_rl.cli import main
-from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.testing import REWARD_TOKEN
 
 
 def test_eval_of_a_graded_scored_file(tmp_path, capsys):

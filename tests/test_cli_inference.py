@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from laser_rl.cli import main
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.jsonl import read_jsonl
+from laser_rl.testing import REWARD_TOKEN
 
 PROBLEMS = [
     {"problem": f"Q: {a}+{b}=", "answer": str(a + b), "id": i}

@@ -6,7 +6,7 @@ import torch
 import yaml
 
 from laser_rl.cli import main
-from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.testing import REWARD_TOKEN
 
 
 @pytest.fixture

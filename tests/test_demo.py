@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from laser_rl.cli import main
-from laser_rl.demo.model import REWARD_TOKEN
+from laser_rl.testing import REWARD_TOKEN
 
 
 @pytest.fixture(scope="module")

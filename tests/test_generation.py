@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 
-from laser_rl.demo.model import REWARD_TOKEN, build_model
 from laser_rl.errors import LaserInputError
 from laser_rl.generation import generate_with_scores, load_vllm
 from laser_rl.prompts import render_prompts
@@ -16,6 +15,7 @@ from laser_rl.scoring import (
     record_logps,
     solution_ids,
 )
+from laser_rl.testing import REWARD_TOKEN, build_model
 
 PROMPTS = ["Q: 1+2=", "Q: 9+9=", "Q: 12+", "Q:"]  # finished, finished, mixed, mostly truncated
 

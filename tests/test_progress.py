@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from transformers import ProgressCallback, Trainer, TrainingArguments
 
-from laser_rl.demo.model import build_model, build_tokenizer
 from laser_rl.demo.progress import TrainingProgress
+from laser_rl.testing import build_model, build_tokenizer
 
 
 def test_bar_follows_steps_and_shows_chosen_metrics():

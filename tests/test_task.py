@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from laser_rl.demo.model import EOS, REWARD_TOKEN, build_tokenizer
 from laser_rl.demo.task import (
     Problem,
     corrupted_solution,
@@ -21,6 +20,7 @@ from laser_rl.demo.task import (
     verify,
 )
 from laser_rl.demo.warmstart import DEFAULT, WarmStartSettings, sample_accuracy, warm_start
+from laser_rl.testing import EOS, REWARD_TOKEN, build_tokenizer
 from laser_rl.tokens import check_reward_token_unused, resolve_reward_token
 
 LINE = re.compile(r"(\d)\+(\d)(?:\+(1))?=(\d+) c([01])")

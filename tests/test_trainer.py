@@ -10,32 +10,25 @@ from support import (
     common_args,
     dataset,
     even_length_reward,
+    laser_fields,
     plain_reward_token_logps,
+    spy_scores,
 )
 from trl import GRPOConfig, GRPOTrainer
 
 import laser_rl.trainer as trainer_module
 from laser_rl.config import LaserConfig
 from laser_rl.core import class_balance_weights, reward_token_positions, self_reward_scores
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.errors import LaserInputError
+from laser_rl.testing import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer
 
 
 def laser_trainer(model, tokenizer, tmp_path, **overrides) -> LaserGRPOTrainer:
-    fields = dict(
-        common_args(tmp_path),
-        reward_token=REWARD_TOKEN,
-        c_ref=C_REF,
-        self_reward_beta=BETA_V,
-        reasoning_warmup_steps=0,
-        self_reward_warmup_steps=100,
-    )
-    fields.update(overrides)
     return LaserGRPOTrainer(
         model=model,
         reward_funcs=even_length_reward,
-        args=LaserConfig(**fields),
+        args=LaserConfig(**laser_fields(tmp_path, **{"self_reward_warmup_steps": 100, **overrides})),
         train_dataset=dataset(),
         processing_class=tokenizer,
     )
@@ -45,18 +38,6 @@ def generation_batch(trainer) -> dict:
     examples = [dict(row) for row in dataset().select(range(2))]
     torch.manual_seed(0)
     return trainer._generate_and_score_completions([ex for ex in examples for _ in range(NUM_GENERATIONS)])
-
-
-def spy_scores(trainer) -> list:
-    captured = []
-    original = trainer._scores
-
-    def spy(logps, batch):
-        captured.append(logps.detach().clone())
-        return original(logps, batch)
-
-    trainer._scores = spy
-    return captured
 
 
 def test_score_is_read_in_the_policy_forward_untempered_with_the_token_inserted(

@@ -9,12 +9,21 @@ import copy
 import pytest
 import torch
 from peft import LoraConfig
-from support import BETA_V, C_REF, NUM_GENERATIONS, common_args, dataset, even_length_reward, plain_reward_token_logps
+from support import (
+    BETA_V,
+    C_REF,
+    NUM_GENERATIONS,
+    common_args,
+    dataset,
+    even_length_reward,
+    laser_fields,
+    plain_reward_token_logps,
+    spy_scores,
+)
 from trl import GRPOConfig, GRPOTrainer
 
 from laser_rl.config import LaserConfig
 from laser_rl.core import reward_token_positions, self_reward_scores
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer
 
 ALPHA = 0.5
@@ -31,22 +40,16 @@ def saved_model(model, tokenizer, path) -> str:
 
 
 def laser(model, tokenizer, tmp_path, peft_config=None, **overrides) -> LaserGRPOTrainer:
-    fields = dict(
-        common_args(tmp_path),
-        reward_token=REWARD_TOKEN,
-        c_ref=C_REF,
-        self_reward_beta=BETA_V,
-        reasoning_warmup_steps=0,
+    phases = dict(
         self_reward_warmup_steps=0,
         self_reward_loss_coef=ALPHA,
         self_rewarding_advantage_coef=0.5,
         self_rewarding_std_threshold=0.0,
     )
-    fields.update(overrides)
     return LaserGRPOTrainer(
         model,
         even_length_reward,
-        LaserConfig(**fields),
+        LaserConfig(**laser_fields(tmp_path, **{**phases, **overrides})),
         dataset(),
         processing_class=tokenizer,
         peft_config=peft_config,
@@ -77,8 +80,7 @@ def test_rollout_scores_are_read_during_generation(short_answer_model, tokenizer
     initial = copy.deepcopy(short_answer_model)
     trainer = laser(short_answer_model, tokenizer, tmp_path, max_completion_length=8)
     forwards = count_forwards(trainer)
-    scores = []
-    trainer._scores = lambda logps, batch: scores.append(logps) or LaserGRPOTrainer._scores(trainer, logps, batch)
+    scores = spy_scores(trainer)
     batch = rollout(trainer, ["Q: 1+2=", "Q: 9+8", "Q: 2", "Q:"])  # cut-off questions: answers of every length
     eos_index, finished = reward_token_positions(
         batch["completion_ids"], batch["completion_mask"], trainer.eos_token_ids
@@ -105,8 +107,7 @@ def test_scores_come_from_trls_named_forwards_when_it_runs_them(short_answer_mod
             parameter.add_(0.05 * torch.randn_like(parameter))
     policy = copy.deepcopy(trainer.model)
     forwards = count_forwards(trainer)
-    scores = []
-    trainer._scores = lambda logps, batch: scores.append(logps) or LaserGRPOTrainer._scores(trainer, logps, batch)
+    scores = spy_scores(trainer)
     batch = rollout(trainer)
     assert "old_per_token_logps" in batch and "ref_per_token_logps" in batch
     assert len(forwards) == 2  # TRL's two; none added
@@ -159,15 +160,7 @@ def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_
     trainer = Checked(
         path,
         even_length_reward,
-        LaserConfig(
-            **fields,
-            reward_token=REWARD_TOKEN,
-            c_ref=C_REF,
-            self_reward_beta=BETA_V,
-            reasoning_warmup_steps=0,
-            self_reward_warmup_steps=1,
-            self_reward_loss_coef=ALPHA,
-        ),
+        LaserConfig(**laser_fields(tmp_path, **fields, self_reward_warmup_steps=1, self_reward_loss_coef=ALPHA)),
         dataset(),
         processing_class=tokenizer,
     )
@@ -184,8 +177,7 @@ def test_lora_rollout_scores_are_read_during_generation_through_the_adapter(shor
     lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     trainer = laser(short_answer_model, tokenizer, tmp_path, peft_config=lora, max_completion_length=8)
     forwards = count_forwards(trainer)
-    scores = []
-    trainer._scores = lambda logps, batch: scores.append(logps) or LaserGRPOTrainer._scores(trainer, logps, batch)
+    scores = spy_scores(trainer)
     batch = rollout(trainer, ["Q: 1+2=", "Q: 9+8", "Q: 2", "Q:"])
     ids = (trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id)
     with_adapter, finished = plain_reward_token_logps(trainer.model, batch, *ids)

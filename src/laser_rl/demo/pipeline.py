@@ -32,7 +32,6 @@ from trl import GRPOConfig, GRPOTrainer
 from laser_rl.config import LaserConfig
 from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
-from laser_rl.demo.model import REWARD_TOKEN
 from laser_rl.demo.progress import TrainingProgress
 from laser_rl.demo.report import MODELS, demo_targets, environment, write_demo_report
 from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
@@ -50,6 +49,7 @@ from laser_rl.scoring import (
     solution_ids,
     suggest_reward_tokens,
 )
+from laser_rl.testing import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer
 
 

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from datasets import Dataset
 
-from laser_rl.demo.model import EOS
 from laser_rl.grading import extract_last_boxed
+from laser_rl.testing import EOS
 
 Split = Literal["train", "test"]
 

@@ -18,7 +18,6 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
 
-from laser_rl.demo.model import build_model, build_tokenizer
 from laser_rl.demo.progress import TrainingProgress
 from laser_rl.demo.task import (
     DEFAULT_DIGITS,
@@ -29,6 +28,7 @@ from laser_rl.demo.task import (
     verify,
 )
 from laser_rl.models import resolve_model
+from laser_rl.testing import build_model, build_tokenizer
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A character-level tokenizer and a tiny Qwen2 model, built from scratch (no downloads).
+"""A character-level tokenizer and a tiny Qwen2 model built from scratch, with no downloads: the
+models of the test suite, the benchmarks and `laser demo`. No part of the library depends on them.
 
 Both are ordinary Hugging Face objects: `save_pretrained` them and every laser command loads
 them like a Hub model.
@@ -12,8 +13,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 PAD, EOS, BOS = "<|pad|>", "<|endoftext|>", "<|startoftext|>"
-# The reward token z_c: a special token that the data and the model never otherwise use, like
-# Qwen2.5's <|vision_start|>.
+# The reward token z_c of these models: a special token that the data and the model never otherwise
+# use, like Qwen2.5's <|vision_start|>.
 REWARD_TOKEN = "<|reward|>"
 SPECIAL_TOKENS = [PAD, EOS, BOS, REWARD_TOKEN]
 CHARACTERS = string.digits + string.ascii_letters + string.punctuation + " \n"
@@ -62,8 +63,8 @@ def build_model(
 ) -> Qwen2ForCausalLM:
     """A randomly initialised Qwen2 causal LM sized for a CPU (about 0.8M parameters by default).
 
-    `num_key_value_heads` (default: `num_heads`) and `vocab_size` (default: the tokenizer's) let the
-    benchmarks build larger models of the same family.
+    `num_key_value_heads` (default: `num_heads`) and `vocab_size` (default: the tokenizer's, larger
+    for a realistic LM-head width) give larger models of the same family.
     """
     import torch
 
