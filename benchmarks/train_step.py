@@ -9,7 +9,9 @@ All trainers hold deep copies of one model. The generation batch is built once b
   rows and positions, a frozen reference model's forward every step, then GRPO's loss on the
   extended batch plus the MSE on z_c's log-prob, as in their verl dp_actor.py);
 - rollout, `_generate_and_score_completions`: GRPO, LaSeR-MSE, and LaSeR with self-rewarding
-  advantages (SWA), whose rollout needs r_s and so one more no-grad forward;
+  advantages (SWA), whose rollout needs r_s: read during `generate`, plus a forward of the one row
+  whose EOS ends the batch; and, side by side, SWA as the previous version did it
+  (`ForwardScoredTrainer`: a no-grad forward over the whole rollout);
 - peak memory of one loss step, from torch profiler's CPU allocation events (see `peak_bytes`).
 
     python -m benchmarks.train_step [--quick] [--models tiny mid smollm2]
@@ -123,6 +125,14 @@ class AuthorsWayTrainer(GRPOTrainer):
         return loss + ALPHA * mse, logps.detach().masked_fill(~finished, 0.0)
 
 
+class ForwardScoredTrainer(LaserGRPOTrainer):
+    """LaSeR before the rollout's score was read in `generate`: TRL's generation untouched, so every
+    finished row's r_s comes from a no-grad forward over the rollout."""
+
+    def _generate_single_turn(self, *args, **kwargs):
+        return GRPOTrainer._generate_single_turn(self, *args, **kwargs)
+
+
 def laser_reward_token_logps(trainer: LaserGRPOTrainer, batch: dict) -> torch.Tensor:
     """log pi(z_c | x, y, EOS) (B,) as LaSeR's loss reads it from the policy forward."""
     captured = []
@@ -193,6 +203,9 @@ def build_trainers(bench: Bench, length: int, batch_size: int, output_dir: str) 
     trainers = {
         "GRPO": GRPOTrainer(model=copy.deepcopy(bench.model), args=GRPOConfig(**fields), **common),
         "LaSeR": LaserGRPOTrainer(model=copy.deepcopy(bench.model), args=laser_args, **common),
+        "LaSeR-forward": ForwardScoredTrainer(
+            model=copy.deepcopy(bench.model), args=copy.deepcopy(laser_args), **common
+        ),
         "authors": AuthorsWayTrainer(
             model=copy.deepcopy(bench.model),
             args=GRPOConfig(**fields),
@@ -264,12 +277,14 @@ def _measure(
                 "GRPO": lambda: rollout(grpo),
                 "LaSeR-MSE": lambda: rollout(laser),
                 "LaSeR-SWA": lambda: rollout(laser, self_rewarding_advantages=True),
+                "SWA-forward": lambda: rollout(trainers["LaSeR-forward"], self_rewarding_advantages=True),
             },
             repeats,
         )
         step_times = {  # a whole step, rollout + loss step (repetitions paired by index)
             "GRPO": [a + b for a, b in zip(rollout_times["GRPO"], times["GRPO"], strict=True)],
             "LaSeR-SWA": [a + b for a, b in zip(rollout_times["LaSeR-SWA"], times["LaSeR"], strict=True)],
+            "SWA-forward": [a + b for a, b in zip(rollout_times["SWA-forward"], times["LaSeR"], strict=True)],
         }
         rollout_row = [
             bench.name,
@@ -279,6 +294,8 @@ def _measure(
             ratio(rollout_times, "LaSeR-MSE", "GRPO"),
             ratio(rollout_times, "LaSeR-SWA", "GRPO"),
             ratio(step_times, "LaSeR-SWA", "GRPO"),
+            ratio(rollout_times, "SWA-forward", "GRPO"),
+            ratio(step_times, "SWA-forward", "GRPO"),
         ]
 
     set_phase(laser, self_rewarding_advantages=False)
@@ -295,7 +312,10 @@ LOSS_HEADERS = [
     "model", "L", "B", "GRPO step (ms)", "LaSeR / GRPO", "authors / GRPO",
     "GRPO peak (MiB)", "LaSeR / GRPO peak", "LaSeR - GRPO (MiB)", "authors / GRPO peak",
 ]  # fmt: skip
-ROLLOUT_HEADERS = ["model", "L", "B", "GRPO rollout (ms)", "LaSeR-MSE / GRPO", "LaSeR-SWA / GRPO", "SWA step / GRPO"]
+ROLLOUT_HEADERS = [
+    "model", "L", "B", "GRPO rollout (ms)", "LaSeR-MSE / GRPO", "LaSeR-SWA / GRPO", "SWA step / GRPO",
+    "before: SWA / GRPO", "before: SWA step / GRPO",
+]  # fmt: skip
 SETTINGS = {  # model: [(L, B), ...]
     "quick": {"tiny": [(32, 8)], "mid": [(16, 4)], "smollm2": [(16, 4)]},
     "full": {"tiny": [(128, 8), (512, 8)], "mid": [(64, 4)], "smollm2": [(64, 8)]},
