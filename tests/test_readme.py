@@ -9,7 +9,7 @@ from laser_rl.demo.report import readme_tables
 
 ROOT = Path(__file__).resolve().parents[1]
 # report.json of runs that the README quotes, as `laser demo` wrote them (docs/results/README.md says how).
-RUNS = ["smollm2-135m-instruct-seed0"]
+RUNS = ["tiny-seed0", "smollm2-135m-instruct-seed0"]
 
 
 @pytest.mark.parametrize("run", RUNS)
