@@ -5,8 +5,8 @@ over the finished ones, one forward each. The trainer with `c_ref="auto"` (the d
 same quantity over its first generation batch only (G prompts x K solutions, read while `generate`
 runs). Both here use the demo task's training problems, the model folder's prompt settings, sampling
 at temperature 1 and the same z_c; the trainer runs one step for each of several seeds. The table
-gives the difference in nats and in r_s (beta_v times it): what measuring on the fly changes in every
-score of the run.
+gives the difference in nats and in r_s (beta_v times it), what measuring on the fly changes in every
+score of the run, next to the standard deviation that sampling alone gives the difference.
 
     python -m benchmarks.c_ref_auto --model demo_out/start                      # after `make demo`
     python -m benchmarks.c_ref_auto --model smollm2-135m-instruct --reward-token '<filename>' \
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from benchmarks.common import print_table
 from laser_rl import LaserConfig, LaserGRPOTrainer
@@ -34,13 +34,22 @@ from laser_rl.scoring import DEFAULT_BETA_V, eos_logprobs, token_stats
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
 from laser_rl.workflows import Sampling, calibration_solutions
 
-HEADERS = ["model", "z_c", "calibrate: mean (std, solutions)", "auto, seed", "solutions", "auto - calibrate", "in r_s"]
+HEADERS = [
+    "model", "z_c", "calibrate: mean (std, solutions)", "auto, seed", "solutions", "auto - calibrate", "in r_s",
+    "noise (std)",
+]  # fmt: skip
 
 
-def calibrate(model_dir: str, prompts: list[str], reward_token: str, n: int, max_new_tokens: int) -> tuple:
+def calibrate(
+    model_dir: str,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    reward_token: str,
+    n: int,
+    max_new_tokens: int,
+) -> tuple:
     """What `laser calibrate --n N` computes, with the same library functions: (TokenStats, truncated count)."""
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     token_id = resolve_reward_token(tokenizer, reward_token)
     sampling = Sampling(max_new_tokens=max_new_tokens, batch_size=64)
     records = [{} for _ in prompts]  # no responses given: n samples of each prompt
@@ -51,12 +60,9 @@ def calibrate(model_dir: str, prompts: list[str], reward_token: str, n: int, max
     return token_stats(reward_token, token_id, logps), truncated
 
 
-def auto_c_ref(model_dir: str, dataset: Dataset, reward_token: str, seed: int, args: argparse.Namespace) -> tuple:
+def auto_c_ref(folder: Path, dataset: Dataset, reward_token: str, seed: int, args: argparse.Namespace) -> tuple:
     """(c_ref, finished solutions) the trainer measured on its first generation batch."""
     with tempfile.TemporaryDirectory() as scratch:
-        # A copy of the folder without laser_config.json, whose c_ref "auto" would take instead of measuring.
-        folder = Path(scratch) / "model"
-        shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("laser_config.json"))
         config = LaserConfig(
             output_dir=str(Path(scratch) / "run"),
             use_cpu=True,
@@ -102,28 +108,30 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     template, chat = prompt_settings(tokenizer, stored, args.prompt_template, None)
     calibration = sample_problems(args.problems, "train", seed=3)
-    stats, truncated = calibrate(
-        model_dir, render_prompts(tokenizer, [p.text for p in calibration], template, chat), reward_token, args.n,
-        args.max_new_tokens,
-    )  # fmt: skip
+    calibration_prompts = render_prompts(tokenizer, [p.text for p in calibration], template, chat)
+    stats, truncated = calibrate(model_dir, tokenizer, calibration_prompts, reward_token, args.n, args.max_new_tokens)
     print(f"calibrate: {stats.count} finished solutions, {truncated} truncated left out")
     training = sample_problems(args.prompts_per_batch * 4, "train", seed=2)
     prompts = render_prompts(tokenizer, [p.text for p in training], template, chat)
     dataset = Dataset.from_dict({"prompt": prompts, "answer": [p.answer for p in training]})
     rows = []
-    for seed in args.seeds:
-        value, finished = auto_c_ref(model_dir, dataset, reward_token, seed, args)
-        difference = value - stats.mean
-        rows.append(
-            [
-                Path(args.model).name, reward_token, f"{stats.mean:.3f} ({stats.std:.3f}, {stats.count})", str(seed),
-                str(finished), f"{difference:+.3f}", f"{DEFAULT_BETA_V * difference:+.4f}",
-            ]
-        )  # fmt: skip
-    print_table("c_ref: auto (first generation batch) against laser calibrate", HEADERS, rows)
-    batch = args.prompts_per_batch * args.num_generations
-    noise = stats.std * (1 / batch + 1 / stats.count) ** 0.5
-    print(f"\nsampling noise alone: auto - calibrate has a standard deviation of about {noise:.3f} nats")
+    with tempfile.TemporaryDirectory() as scratch:
+        # A copy of the folder without laser_config.json, whose c_ref "auto" would take instead of measuring.
+        folder = Path(scratch) / "model"
+        shutil.copytree(model_dir, folder, ignore=shutil.ignore_patterns("laser_config.json"))
+        for seed in args.seeds:
+            value, finished = auto_c_ref(folder, dataset, reward_token, seed, args)
+            difference = value - stats.mean
+            # The standard deviation of the difference of two means of samples from one distribution.
+            noise = stats.std * (1 / finished + 1 / stats.count) ** 0.5
+            rows.append(
+                [
+                    Path(args.model).name, reward_token, f"{stats.mean:.3f} ({stats.std:.3f}, {stats.count})",
+                    str(seed), str(finished), f"{difference:+.3f}", f"{DEFAULT_BETA_V * difference:+.4f}",
+                    f"{noise:.3f}",
+                ]
+            )  # fmt: skip
+    print_table("c_ref: auto (first generation batch) against laser calibrate, in nats", HEADERS, rows)
 
 
 if __name__ == "__main__":
