@@ -39,6 +39,11 @@ class LaserConfig(GRPOConfig):
             keeps the verifier advantages.
         reasoning_warmup_steps (`int`): steps of plain RLVR before the MSE is added.
         self_reward_warmup_steps (`int`): steps with the MSE before the advantages are mixed.
+        probe_file (`str` or `None`): a graded JSONL file of held-out solutions (`laser generate` then
+            `laser grade`: problem, responses, acc_list) whose self-verification is measured at step 0
+            and every `probe_steps` steps and logged as `probe/auroc`, `probe/f1`, `probe/ece`, ...
+            (see `laser_rl.probe`): whether the score learns, on solutions RL does not choose.
+        probe_steps (`int` or `None`): steps between probes; `None` means `logging_steps`.
     """
 
     reward_token: str | None = field(
@@ -77,6 +82,17 @@ class LaserConfig(GRPOConfig):
         default=200, metadata={"help": "Steps with the MSE before self-rewarding advantages are mixed in."}
     )
 
+    probe_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Graded JSONL of held-out solutions (problem, responses, acc_list) whose self-verification "
+            "(AUROC, F1, ECE) is logged as probe/* at step 0 and every probe_steps steps."
+        },
+    )
+    probe_steps: int | None = field(
+        default=None, metadata={"help": "Steps between two probes of probe_file; default: logging_steps."}
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if self.reward_token is not None:
@@ -98,6 +114,8 @@ class LaserConfig(GRPOConfig):
         tau = self.self_rewarding_advantage_coef
         if not 0 <= tau <= 1:
             raise ValueError(f"self_rewarding_advantage_coef must be in [0, 1], got {tau}")
+        if self.probe_steps is not None and self.probe_steps < 1:
+            raise ValueError(f"probe_steps must be >= 1, got {self.probe_steps}")
         for name in ("reasoning_warmup_steps", "self_reward_warmup_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -48,6 +48,8 @@ from laser_rl.generation import RewardTokenRecorder
 from laser_rl.metrics import self_verification_metrics
 from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
+from laser_rl.probe import SelfVerificationProbe, load_probe
+from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
 
 # Keys of a generation batch that `_get_per_token_logps_and_entropies` takes for multimodal models.
@@ -463,7 +465,23 @@ class LaserGRPOTrainer(GRPOTrainer):
             stored = read_model_settings(resume_from_checkpoint)
             if stored.get("c_ref") is not None:
                 self.c_ref = float(stored["c_ref"])
+        probing = any(isinstance(c, SelfVerificationProbe) for c in self.callback_handler.callbacks)
+        if self.args.probe_file and not probing:
+            self.add_callback(self._self_verification_probe())  # read before any step: a bad file stops here
         return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _self_verification_probe(self) -> SelfVerificationProbe:
+        """The held-out probe of `args.probe_file`, prompted as the training data is (the prompt settings
+        given to the trainer, else the model folder's, else the defaults)."""
+        model_folder = self.accelerator.unwrap_model(self.model).config._name_or_path
+        stored = read_model_settings(model_folder) | self.prompt_settings
+        template, chat = prompt_settings(self._tokenizer, stored, None, None)
+        eos = self.eos_token_ids[0]
+        probe = load_probe(self.args.probe_file, self._tokenizer, eos, template, chat)
+        return SelfVerificationProbe(
+            self, probe, self.reward_token_id, lambda: self.model_settings()["c_ref"], self.args.self_reward_beta,
+            self.args.probe_steps, self.args.per_device_eval_batch_size,
+        )  # fmt: skip
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
