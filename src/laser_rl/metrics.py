@@ -112,3 +112,49 @@ def expected_calibration_error(
         "count": count.long().tolist(),
     }
     return ece, reliability
+
+
+def best_f1_threshold(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """The threshold t that maximises the F1 of "judged correct = score > t" (the lowest such t).
+
+    For signals with no natural threshold (a mean log-prob), fitted on one set of solutions and
+    applied to another; t lies halfway between two neighbouring scores, so that it leaves a margin on
+    both sides for the other set.
+
+    Args:
+        scores: (N,) any real scores.
+        labels: (N,) bool, True for correct solutions.
+
+    Returns:
+        t: a midpoint between neighbouring distinct scores, or 1 below the lowest (everything judged
+        correct) or the highest score (nothing judged correct); NaN when a class is absent.
+    """
+    scores, labels = scores.double().flatten(), labels.bool().flatten()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    distinct = torch.unique(scores)
+    candidates = torch.cat([distinct[:1] - 1, (distinct[1:] + distinct[:-1]) / 2, distinct[-1:]])
+    above = scores.unsqueeze(0) > candidates.unsqueeze(1)  # (T, N): judged correct under each threshold
+    acc_correct = (above & labels).sum(1).double() / n_pos
+    acc_wrong = (~above & ~labels).sum(1).double() / n_neg
+    f1 = 2 * acc_correct * acc_wrong / (acc_correct + acc_wrong).clamp(min=1e-12)
+    return candidates[int(f1.argmax())].item()
+
+
+def cross_fitted_metrics(scores: torch.Tensor, labels: torch.Tensor, half: torch.Tensor) -> dict[str, float]:
+    """`self_verification_metrics` of a signal without a natural threshold: each half of the solutions is
+    judged with the F1-best threshold of the other half (split by problem, so that no solution sets its
+    own threshold); AUROC over all.
+
+    Args:
+        scores: (N,) any real scores.
+        labels: (N,) bool, True for correct solutions.
+        half: (N,) bool, the half each solution belongs to.
+    """
+    judged_correct = torch.zeros_like(labels, dtype=torch.bool)
+    for judged in (half, ~half):
+        threshold = best_f1_threshold(scores[~judged], labels[~judged])
+        judged_correct[judged] = scores[judged] > threshold  # NaN threshold (a class absent): judged wrong
+    metrics = self_verification_metrics(judged_correct.double(), labels.double())
+    return metrics | {"auroc": auroc(scores, labels)}
