@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from laser_rl.metrics import auroc, expected_calibration_error, pass_at_k, self_verification_metrics
+from laser_rl.metrics import (
+    auroc,
+    bootstrap_interval,
+    expected_calibration_error,
+    pass_at_k,
+    self_verification_metrics,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +81,19 @@ def test_self_verification_with_fractional_rewards_counts_correct_above_one_half
     scores = torch.tensor([0.9, 0.2, 0.6, 0.2])
     soft = torch.tensor([0.8, 0.51, 0.5, 0.1])  # the same classes as 1, 1, 0, 0: 0.5 itself is wrong
     assert self_verification_metrics(scores, soft) == self_verification_metrics(scores, torch.tensor([1.0, 1, 0, 0]))
+
+
+def test_bootstrap_interval_resamples_whole_problems():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.rand(800, generator=generator) < 0.5
+    scores = labels.float() + 1.5 * torch.randn(800, generator=generator)
+    groups = torch.arange(800) // 8  # 100 problems of 8 solutions
+    low, high = bootstrap_interval(auroc, scores, labels, groups)
+    assert low < auroc(scores, labels) < high and 0.05 < high - low < 0.2
+    few_low, few_high = bootstrap_interval(auroc, scores[:80], labels[:80], groups[:80])
+    assert few_high - few_low > 2 * (high - low)  # 10 problems: about sqrt(10) times wider
+    assert bootstrap_interval(auroc, labels.float(), labels, groups) == (1.0, 1.0)
+    # a group that only ever holds one class: resamples where the other is absent are left out, not NaN
+    assert (
+        bootstrap_interval(auroc, scores[:16], labels[:16] | (groups[:16] == 0), groups[:16], num_resamples=50)[0] >= 0
+    )

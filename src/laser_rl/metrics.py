@@ -7,6 +7,7 @@ its score is > `threshold` (0.5 in the paper).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -158,3 +159,41 @@ def cross_fitted_metrics(scores: torch.Tensor, labels: torch.Tensor, half: torch
         judged_correct[judged] = scores[judged] > threshold  # NaN threshold (a class absent): judged wrong
     metrics = self_verification_metrics(judged_correct.double(), labels.double())
     return metrics | {"auroc": auroc(scores, labels)}
+
+
+def bootstrap_interval(
+    statistic: Callable[[torch.Tensor, torch.Tensor], float],
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    groups: torch.Tensor,
+    num_resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(scores, labels)`, resampling whole groups (the solutions
+    of one problem are not independent of each other).
+
+    Args:
+        statistic: e.g. `auroc`; NaN results (a class absent from a resample) are left out.
+        scores: (N,) scores.
+        labels: (N,) labels as `statistic` takes them.
+        groups: (N,) int, the group (problem) of each solution.
+
+    Returns:
+        (low, high); NaN when no resample gives a number.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    group_ids, members = torch.unique(groups, return_inverse=True)
+    rows = [torch.nonzero(members == g).squeeze(1) for g in range(len(group_ids))]
+    values = []
+    for _ in range(num_resamples):
+        drawn = torch.randint(len(rows), (len(rows),), generator=generator)
+        index = torch.cat([rows[g] for g in drawn.tolist()])
+        value = statistic(scores[index], labels[index])
+        if not math.isnan(value):
+            values.append(value)
+    if not values:
+        return math.nan, math.nan
+    ordered = torch.tensor(values, dtype=torch.float64)
+    tail = (1 - level) / 2
+    return torch.quantile(ordered, tail).item(), torch.quantile(ordered, 1 - tail).item()

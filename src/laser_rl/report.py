@@ -31,7 +31,13 @@ from matplotlib.figure import Figure
 
 from laser_rl.errors import LaserInputError
 from laser_rl.jsonl import write_atomically
-from laser_rl.metrics import expected_calibration_error, pass_at_k, self_verification_metrics
+from laser_rl.metrics import (
+    auroc,
+    bootstrap_interval,
+    expected_calibration_error,
+    pass_at_k,
+    self_verification_metrics,
+)
 from laser_rl.voting import Equivalent, ProblemSamples, cluster_answers, scaling_curves
 
 PER_SOLUTION_FIELDS = ("responses", "pred_answers", "acc_list", "self_rewarding_scores")
@@ -126,7 +132,8 @@ def evaluate_records(
         num_problems, num_solutions, num_answered, num_scored, num_judged; accuracy (mean reward over the
         judged solutions); pass_at_k {"k": value} for k = 1, 2, 4, ..., K (K: the fewest samples of a
         problem); self_verification and reliability, each {"all": ..., "answered": ...} (the
-        latter over solutions with an extracted answer); score_histogram (edges, correct, wrong:
+        latter over solutions with an extracted answer); self_verification_ci95 {"f1", "auroc": [low, high]},
+        95% bootstrap intervals over resampled problems, all judged solutions; score_histogram (edges, correct, wrong:
         over scored, judged solutions); scaling (see `voting.scaling_curves`, N = 1, 2, 4, ..., K); settings.
     """
     if not problems:
@@ -146,6 +153,18 @@ def evaluate_records(
     verification_answered, reliability_answered = _verification(
         scores[answered & judged], rewards[answered & judged], threshold, num_bins
     )
+    # 95% intervals of F1 and AUROC over resamples of the problems (their solutions are not independent)
+    groups = torch.cat([torch.full((len(sample.correct),), i) for i, sample in enumerate(samples)])
+    judged_t = torch.from_numpy(judged)
+    statistics = {
+        "f1": lambda s, r: self_verification_metrics(s, r, threshold)["f1"],
+        "auroc": lambda s, r: auroc(s, r > 0.5),
+    }
+    interval = {
+        name: list(bootstrap_interval(statistic, torch.from_numpy(scores)[judged_t],
+                                      torch.from_numpy(rewards)[judged_t], groups[judged_t], seed=seed))
+        for name, statistic in statistics.items()
+    }  # fmt: skip
     histogram = scored & judged  # it splits the scores by truth
     edges = np.histogram_bin_edges(scores[histogram], bins=histogram_bins)
     return nan_to_none(
@@ -158,6 +177,7 @@ def evaluate_records(
             "accuracy": float(rewards[judged].mean()) if judged.any() else math.nan,
             "pass_at_k": pass_at,
             "self_verification": {"all": verification_all, "answered": verification_answered},
+            "self_verification_ci95": interval,
             "reliability": {"all": reliability_all, "answered": reliability_answered},
             "score_histogram": {
                 "edges": edges.tolist(),
