@@ -39,6 +39,12 @@ class LaserConfig(GRPOConfig):
             keeps the verifier advantages.
         reasoning_warmup_steps (`int`): steps of plain RLVR before the MSE is added.
         self_reward_warmup_steps (`int`): steps with the MSE before the advantages are mixed.
+        reward_token_lr_scale (`float`): learning-rate multiplier of z_c's row of the LM head, the linear
+            read-out of the last hidden state that the score is (see `laser_rl.optim`). z_c is never an input,
+            so the row changes nothing but the score. 1 is the paper; on a small model whose score learns the
+            level and not the difference (SmolLM2-135M, docs/real-model.md), 100 lets the read-out turn to where
+            the body already encodes correctness. Needs the LM head trained and unsharded (not with PEFT,
+            DeepSpeed or FSDP).
         probe_file (`str` or `None`): a graded JSONL file of held-out solutions (`laser generate` then
             `laser grade`: problem, responses, acc_list) whose self-verification is measured at step 0
             and every `probe_steps` steps and logged as `probe/auroc`, `probe/f1`, `probe/ece`, ...
@@ -82,6 +88,13 @@ class LaserConfig(GRPOConfig):
         default=200, metadata={"help": "Steps with the MSE before self-rewarding advantages are mixed in."}
     )
 
+    reward_token_lr_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Learning-rate multiplier of z_c's LM-head row, the score's read-out (1: the paper; 100 for a "
+            "small model whose score learns only the level). Not with PEFT, DeepSpeed or FSDP."
+        },
+    )
     probe_file: str | None = field(
         default=None,
         metadata={
@@ -114,6 +127,8 @@ class LaserConfig(GRPOConfig):
         tau = self.self_rewarding_advantage_coef
         if not 0 <= tau <= 1:
             raise ValueError(f"self_rewarding_advantage_coef must be in [0, 1], got {tau}")
+        if self.reward_token_lr_scale <= 0:
+            raise ValueError(f"reward_token_lr_scale must be > 0, got {self.reward_token_lr_scale}")
         if self.probe_steps is not None and self.probe_steps < 1:
             raise ValueError(f"probe_steps must be >= 1, got {self.probe_steps}")
         for name in ("reasoning_warmup_steps", "self_reward_warmup_steps"):

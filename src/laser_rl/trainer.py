@@ -48,6 +48,7 @@ from laser_rl.generation import RewardTokenRecorder
 from laser_rl.metrics import self_verification_metrics
 from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
 from laser_rl.models import resolve_model
+from laser_rl.optim import scale_row_updates
 from laser_rl.probe import SelfVerificationProbe, load_probe
 from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
@@ -450,6 +451,22 @@ class LaserGRPOTrainer(GRPOTrainer):
         for name, value in values.items():
             if value == value:  # NaN where a class is absent: leave it out of the logged average
                 self._metrics[mode][f"laser/{name}"].append(value)
+
+    # --- optimizer: z_c's read-out row at its own learning rate ------------------------------------------
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        scale = self.args.reward_token_lr_scale
+        if scale != 1 and not getattr(self, "_row_scaled", False):
+            head = _causal_lm(self.accelerator.unwrap_model(self.model)).get_output_embeddings().weight
+            if self.is_deepspeed_enabled or self.is_fsdp_enabled or not head.requires_grad:
+                raise ValueError(
+                    "reward_token_lr_scale needs the LM head trained and whole on each process: not frozen (PEFT) "
+                    "nor sharded (DeepSpeed, FSDP); leave it at 1 there"
+                )
+            scale_row_updates(optimizer, head, self.reward_token_id, scale)
+            self._row_scaled = True
+        return optimizer
 
     # --- saving and resuming: the model folder carries what scoring it needs ---------------------------
 
