@@ -333,3 +333,35 @@ def test_without_reward_functions_trl_says_so(short_answer_model, tokenizer, tmp
     args = LaserConfig(**common_args(tmp_path), reward_token=REWARD_TOKEN, c_ref=C_REF)
     with pytest.raises(ValueError, match="No reward source provided"):
         LaserGRPOTrainer(short_answer_model, None, args, dataset(), processing_class=tokenizer)
+
+
+def test_body_grad_scale_0_keeps_the_self_reward_loss_out_of_the_body(short_answer_model, tokenizer, tmp_path):
+    variants = {
+        "grpo": {"self_reward_loss_coef": 0.0},
+        "read-out only": {"self_reward_loss_coef": 1.0, "self_reward_body_grad_scale": 0.0},
+        "half": {"self_reward_loss_coef": 1.0, "self_reward_body_grad_scale": 0.5},
+        "paper": {"self_reward_loss_coef": 1.0},
+    }
+    gradients, head_names = {}, {}
+    for name, overrides in variants.items():
+        model = copy.deepcopy(short_answer_model)
+        trainer = laser_trainer(model, tokenizer, tmp_path, temperature=0.7, **overrides)
+        batch = generation_batch(trainer)  # seeded: the same completions for every variant
+        trainer._compute_loss(trainer.model, batch).backward()
+        head = model.get_output_embeddings().weight
+        head_names[name] = next(n for n, p in model.named_parameters() if p is head)
+        gradients[name] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    z_c, head_name = trainer.reward_token_id, head_names["grpo"]
+    body = [n for n in gradients["grpo"] if n != head_name]
+    for n in body:  # the body sees the policy gradient alone
+        torch.testing.assert_close(gradients["read-out only"][n], gradients["grpo"][n], atol=1e-7, rtol=1e-5)
+    # the MSE's part of the body's gradient scales with the setting
+    moved = [n for n in body if (gradients["paper"][n] - gradients["grpo"][n]).abs().max() > 1e-6]
+    assert moved
+    for n in moved:
+        expected = gradients["grpo"][n] + 0.5 * (gradients["paper"][n] - gradients["grpo"][n])
+        torch.testing.assert_close(gradients["half"][n], expected, atol=1e-6, rtol=1e-4)
+    # z_c's row, the read-out, gets all of the MSE's gradient whatever the body's share
+    assert gradients["paper"][head_name][z_c].abs().max() > 1e-4
+    for name in ("read-out only", "half"):
+        torch.testing.assert_close(gradients[name][head_name][z_c], gradients["paper"][head_name][z_c])

@@ -45,6 +45,11 @@ class LaserConfig(GRPOConfig):
             level and not the difference (SmolLM2-135M, docs/real-model.md), 100 lets the read-out turn to where
             the body already encodes correctness. Needs the LM head trained and unsharded (not with PEFT,
             DeepSpeed or FSDP).
+        self_reward_body_grad_scale (`float`): the share of the self-reward loss's gradient that reaches the
+            model's body (every weight but z_c's LM-head row, through the hidden state at the EOS). 1 is the
+            paper. On a small model the loss's first steps move every score together and swamp the policy
+            gradient (SmolLM2-135M: alpha x MSE is 7x its norm at beta_v = 0.1); 0 trains the read-out
+            alone, with `reward_token_lr_scale`, on the representation RL shapes.
         probe_file (`str` or `None`): a graded JSONL file of held-out solutions (`laser generate` then
             `laser grade`: problem, responses, acc_list) whose self-verification is measured at step 0
             and every `probe_steps` steps and logged as `probe/auroc`, `probe/f1`, `probe/ece`, ...
@@ -95,6 +100,13 @@ class LaserConfig(GRPOConfig):
             "small model whose score learns only the level). Not with PEFT, DeepSpeed or FSDP."
         },
     )
+    self_reward_body_grad_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of the self-reward loss's gradient that reaches the body (all but z_c's LM-head row) "
+            "through the EOS hidden state: 1 the paper, 0 the read-out alone."
+        },
+    )
     probe_file: str | None = field(
         default=None,
         metadata={
@@ -129,6 +141,8 @@ class LaserConfig(GRPOConfig):
             raise ValueError(f"self_rewarding_advantage_coef must be in [0, 1], got {tau}")
         if self.reward_token_lr_scale <= 0:
             raise ValueError(f"reward_token_lr_scale must be > 0, got {self.reward_token_lr_scale}")
+        if not 0 <= self.self_reward_body_grad_scale <= 1:
+            raise ValueError(f"self_reward_body_grad_scale must be in [0, 1], got {self.self_reward_body_grad_scale}")
         if self.probe_steps is not None and self.probe_steps < 1:
             raise ValueError(f"probe_steps must be >= 1, got {self.probe_steps}")
         for name in ("reasoning_warmup_steps", "self_reward_warmup_steps"):

@@ -194,7 +194,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             placed_ids, placed_mask = placed_ids[:, :-1], placed_mask[:, :-1]
         extra = placed_ids.size(1) - logits_to_keep
         per_token_kwargs = {k: F.pad(kwargs[k], (0, extra)) for k in _PER_TOKEN_KEYS if kwargs.get(k) is not None}
-        with self._untempered_reward_token(model, prompt_length + eos_index, finished):
+        with self._reward_token_readout(model, prompt_length + eos_index, finished):
             logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
                 model,
                 torch.cat([input_ids[:, :prompt_length], placed_ids], dim=1),
@@ -227,36 +227,40 @@ class LaserGRPOTrainer(GRPOTrainer):
         return None
 
     @contextmanager
-    def _untempered_reward_token(self, model, positions: torch.Tensor, finished: torch.Tensor) -> Iterator[None]:
-        """Within this context, the fused head's label at `positions` of `finished` rows is untempered.
+    def _reward_token_readout(self, model, positions: torch.Tensor, finished: torch.Tensor) -> Iterator[None]:
+        """Within this context, the hidden states that the fused head reads z_c from (at `positions` of
+        `finished` rows) are untempered, and pass back `self_reward_body_grad_scale` of their gradient.
 
-        The fused head divides the logits by the temperature; multiplying those rows' hidden states by
-        it first undoes that, exactly for a head without bias or softcapping (checked in `__init__`).
-        Only the predictions of z_c read those hidden states: the EOS itself is predicted one earlier.
+        The fused head divides the logits by the temperature; multiplying those hidden states by it first
+        undoes that, exactly for a head without bias or softcapping (checked in `__init__`). Only the
+        predictions of z_c read those hidden states (the EOS itself is predicted one earlier), so scaling
+        their gradient scales the self-reward loss's gradient into the body, and nothing else; z_c's row of
+        the head still gets all of it.
 
         Args:
             positions: (B,) index in the full sequence of each completion's last token.
             finished: (B,) bool, rows with an EOS there.
         """
-        if self.temperature == 1.0:
+        body_scale = self.args.self_reward_body_grad_scale
+        if self.temperature == 1.0 and body_scale == 1.0:
             yield
             return
         rows_seen = 0
 
-        def scale_eos_hidden_states(module, args, output):
+        def read_out(module, args, output):
             nonlocal rows_seen
             hidden = output.last_hidden_state
             chunk = slice(rows_seen, rows_seen + hidden.size(0))  # TRL runs the batch in chunks, in order
             rows_seen += hidden.size(0)
-            factor = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
-            rows = torch.arange(hidden.size(0), device=hidden.device)
-            factor[rows, positions[chunk]] = torch.where(finished[chunk], self.temperature, 1.0).to(hidden.dtype)
-            output.last_hidden_state = hidden * factor.unsqueeze(-1)
+            at_eos = torch.zeros(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+            at_eos[torch.arange(hidden.size(0), device=hidden.device), positions[chunk]] = finished[chunk]
+            at_eos = at_eos.unsqueeze(-1)
+            if body_scale != 1.0:  # same values, `body_scale` of the gradient
+                hidden = torch.where(at_eos, body_scale * hidden + (1 - body_scale) * hidden.detach(), hidden)
+            output.last_hidden_state = torch.where(at_eos, hidden * self.temperature, hidden)
             return output
 
-        handle = _causal_lm(self.accelerator.unwrap_model(model)).base_model.register_forward_hook(
-            scale_eos_hidden_states
-        )
+        handle = _causal_lm(self.accelerator.unwrap_model(model)).base_model.register_forward_hook(read_out)
         try:
             yield
         finally:
