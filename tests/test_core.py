@@ -96,6 +96,26 @@ def test_mse_by_hand_and_shards_add_up():
     assert halves.item() == pytest.approx(expected)
 
 
+def test_mse_level_weight_splits_the_error_into_difference_and_level():
+    scores = torch.tensor([0.8, 0.3, 0.0, 0.5])
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    weights = torch.tensor([1.0, 1.0, 0.0, 2.0])
+    paper = self_reward_mse(scores, rewards, weights, 3)
+    # by hand: errors -0.2, 0.3, (0), -0.5; weighted mean error (-0.2 + 0.3 - 1.0) / 4 = -0.225
+    difference = (0.025**2 + 0.525**2 + 2 * 0.275**2) / 3
+    level = 4 * 0.225**2 / 3
+    assert self_reward_mse(scores, rewards, weights, 3, level_weight=1.0).item() == pytest.approx(paper.item())
+    assert self_reward_mse(scores, rewards, weights, 3, level_weight=0.0).item() == pytest.approx(difference)
+    assert self_reward_mse(scores, rewards, weights, 3, level_weight=0.1).item() == pytest.approx(
+        difference + 0.1 * level
+    )
+    assert difference + level == pytest.approx(paper.item())
+    # without the level, moving every score together changes nothing
+    shifted = self_reward_mse(scores + 0.4, rewards, weights, 3, level_weight=0.0)
+    assert shifted.item() == pytest.approx(difference)
+    assert self_reward_mse(scores, rewards, torch.zeros(4), 3, level_weight=0.0).item() == 0.0
+
+
 def test_self_rewarding_advantages_by_hand():
     # Group 1: scores spread (std > T) -> mixed; group 2: all ~0 -> keeps A_v.
     a_v = torch.tensor([1.0, -1.0, 1.0, -1.0, 0.5, -0.5, 0.5, -0.5])

@@ -78,3 +78,55 @@ def test_quick_demo_models_carry_their_scoring_settings(demo_dir):
         carried = json.loads((demo_dir / name / "laser_config.json").read_text())
         assert carried["reward_token"] == REWARD_TOKEN and carried["c_ref"] == c_ref["mean"]
         assert carried["prompt_template"] == PROMPT_TEMPLATE and carried["chat"] is False
+
+
+def test_a_training_stage_stopped_midway_resumes_to_the_uninterrupted_weights(demo_dir, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    from laser_rl.demo import pipeline
+    from laser_rl.demo.progress import TrainingProgress
+
+    settings = replace(pipeline.QUICK, rl_steps=4, save_steps=2, probe_steps=2)
+    c_ref = json.loads((demo_dir / "start" / "c_ref.json").read_text())
+    pipeline._train("laser", demo_dir / "start", tmp_path / "whole", settings, c_ref)
+
+    step_end = TrainingProgress.on_step_end
+
+    def stopped_at_step_3(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+        return step_end(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(TrainingProgress, "on_step_end", stopped_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline._train("laser", demo_dir / "start", tmp_path / "cut", settings, c_ref)
+    monkeypatch.undo()
+    assert [path.name for path in (tmp_path / "cut").glob("checkpoint-*")] == ["checkpoint-2"]
+    pipeline._train("laser", demo_dir / "start", tmp_path / "cut", settings, c_ref)
+
+    def trained(name):
+        history = json.loads((tmp_path / name / "log_history.json").read_text())
+        probes = [{k: v for k, v in e.items() if k.startswith("probe/") or k == "step"} for e in history]
+        return load_file(tmp_path / name / "model.safetensors"), [e for e in probes if "probe/auroc" in e]
+
+    (whole, whole_probes), (resumed, resumed_probes) = trained("whole"), trained("cut")
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    assert [e["step"] for e in resumed_probes] == [0, 2, 4] and resumed_probes == whole_probes
+    # Stopped after the last step's checkpoint: that checkpoint is the model, nothing is trained again.
+    (tmp_path / "cut" / "model.safetensors").unlink()
+    pipeline._train("laser", demo_dir / "start", tmp_path / "cut", settings, c_ref)
+    assert trained("cut")[0].keys() == whole.keys()
+    assert all(torch.equal(whole[name], trained("cut")[0][name]) for name in whole)
+    assert not (tmp_path / "cut" / "checkpoint-5").exists()
+
+
+def test_the_report_plots_the_probe_of_both_trained_models(demo_dir):
+    report = json.loads((demo_dir / "report.json").read_text())
+    for name in ("laser", "grpo"):
+        steps = [step for step, _ in report["probe"][name]["auroc"]]
+        assert steps == [0, 10, 20, 30, 40]
+        assert all(0 <= value <= 1 for _, value in report["probe"][name]["auroc"])
+    assert "held-out probe" in (demo_dir / "report.md").read_text()
+    assert (demo_dir / "probe.png").stat().st_size > 1000

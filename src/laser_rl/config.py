@@ -39,6 +39,10 @@ class LaserConfig(GRPOConfig):
             keeps the verifier advantages.
         reasoning_warmup_steps (`int`): steps of plain RLVR before the MSE is added.
         self_reward_warmup_steps (`int`): steps with the MSE before the advantages are mixed.
+        self_reward_level_weight (`float`): weight of the MSE's level part, the error every score shares,
+            against its difference part (see `core.self_reward_mse`; the two add up to the MSE). 1 is the
+            paper. On a small model the level's gradient drowns the difference's and the score learns
+            only the level (SmolLM2-135M); 0.01 lets the difference through (benchmarks/score_learning.py).
         reward_token_lr_scale (`float`): learning-rate multiplier of z_c's row of the LM head, the linear
             read-out of the last hidden state that the score is (see `laser_rl.optim`). z_c is never an input,
             so the row changes nothing but the score. 1 is the paper; on a small model whose score learns the
@@ -93,6 +97,13 @@ class LaserConfig(GRPOConfig):
         default=200, metadata={"help": "Steps with the MSE before self-rewarding advantages are mixed in."}
     )
 
+    self_reward_level_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "Weight of the MSE's level part (the error every score shares) against its difference part: "
+            "1 the paper, 0.01 for a small model whose score learns only the level."
+        },
+    )
     reward_token_lr_scale: float = field(
         default=1.0,
         metadata={
@@ -131,7 +142,12 @@ class LaserConfig(GRPOConfig):
                 raise ValueError(f"c_ref must be a number, 'auto' or 'exact', got {self.c_ref!r}") from None
             if self.c_ref > 0:
                 raise ValueError(f"c_ref must be a log-probability (<= 0), got {self.c_ref}")
-        for name in ("self_reward_loss_coef", "self_reward_beta", "self_rewarding_std_threshold"):
+        for name in (
+            "self_reward_loss_coef",
+            "self_reward_beta",
+            "self_rewarding_std_threshold",
+            "self_reward_level_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.self_reward_beta == 0 and self.self_reward_loss_coef > 0:

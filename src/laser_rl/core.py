@@ -137,23 +137,36 @@ def self_reward_mse(
     verifier_rewards: torch.Tensor,
     weights: torch.Tensor,
     num_finished: int | torch.Tensor,
+    level_weight: float = 1.0,
 ) -> torch.Tensor:
-    """The LaSeR auxiliary loss sum_i w_i (r_s_i - r_v_i)^2 / N.
+    """The LaSeR auxiliary loss sum_i w_i (r_s_i - r_v_i)^2 / N, its level part weighted by `level_weight`.
 
     Works on a whole generation batch (num_finished = its finished count) and on one shard of
     it (num_finished = the count over the whole batch, so that the shards add up to the total).
+
+    The weighted squared error splits exactly into the difference and the level: with w-weighted means
+    s_bar, r_bar over the batch (or shard), sum_i w_i (s_i - r_i)^2 = sum_i w_i ((s_i - s_bar) - (r_i -
+    r_bar))^2 + W (s_bar - r_bar)^2, W = sum_i w_i. The level part moves every score together; on a small
+    model its gradient drowns the difference's (docs/real-model.md), and `level_weight` < 1 turns it down.
 
     Args:
         scores: (B,) r_s.
         verifier_rewards: (B,) r_v.
         weights: (B,) w_i, 0 for truncated completions (see `class_balance_weights`).
         num_finished: N, finished completions in the whole generation batch.
+        level_weight: weight of the level part; 1 is the paper's MSE.
 
     Returns:
         () the weighted mean squared error.
     """
-    squared_error = (scores - verifier_rewards.to(scores.dtype)) ** 2
-    return (weights.to(scores.dtype) * squared_error).sum() / max(float(num_finished), 1.0)
+    weights = weights.to(scores.dtype)
+    errors = scores - verifier_rewards.to(scores.dtype)
+    total = weights.sum()
+    if level_weight == 1.0 or total <= 0:
+        return (weights * errors**2).sum() / max(float(num_finished), 1.0)
+    level = (weights * errors).sum() / total  # s_bar - r_bar
+    difference = (weights * (errors - level) ** 2).sum()
+    return (difference + level_weight * total * level**2) / max(float(num_finished), 1.0)
 
 
 def self_rewarding_advantages(

@@ -430,7 +430,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             scale = self.accelerator.num_processes
             if mode == "train":
                 scale *= args.steps_per_generation / self.current_gradient_accumulation_steps
-            mse = self_reward_mse(scores, verifier_rewards, weights, num_finished=1)
+            mse = self_reward_mse(scores, verifier_rewards, weights, 1, args.self_reward_level_weight)
             loss = loss + args.self_reward_loss_coef * scale * mse
         self._log_self_verification(mode, scores.detach(), inputs)
         return loss

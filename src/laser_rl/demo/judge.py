@@ -17,7 +17,8 @@ def surface_features(response: str, finished: bool) -> list[float]:
     return [len(response) / 100, response.count("\n") / 10, float("\\boxed{" in response), float(finished)]
 
 
-def _fit_logistic(features: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> torch.nn.Linear:
+def fit_logistic(features: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> torch.nn.Linear:
+    """L2-regularised logistic regression (N, F) -> (N,) bool, fitted with LBFGS."""
     torch.manual_seed(0)
     model = torch.nn.Linear(features.size(1), 1)
     optimizer = torch.optim.LBFGS(model.parameters(), max_iter=steps)
@@ -57,7 +58,7 @@ def length_format_judge(records: list[dict]) -> dict[str, float | None]:
         if len(fit[1]) == 0 or len(judged[1]) == 0:
             continue
         with torch.no_grad():
-            scores.append(torch.sigmoid(_fit_logistic(*fit)(judged[0]).squeeze(1)))
+            scores.append(torch.sigmoid(fit_logistic(*fit)(judged[0]).squeeze(1)))
         labels.append(judged[1])
     if not scores:
         return {"acc_correct": None, "acc_wrong": None, "f1": None, "auroc": None}

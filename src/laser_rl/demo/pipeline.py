@@ -19,30 +19,36 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOConfig, GRPOTrainer
 
+from laser_rl.baselines import mean_token_logps, yes_probabilities
 from laser_rl.config import LaserConfig
 from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.progress import TrainingProgress
 from laser_rl.demo.report import MODELS, demo_targets, environment, write_demo_report
-from laser_rl.demo.task import exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
+from laser_rl.demo.task import Problem, exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
 from laser_rl.demo.warmstart import WarmStartSettings, warm_start
 from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
-from laser_rl.jsonl import write_jsonl_atomic
+from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
+from laser_rl.metrics import cross_fitted_metrics
 from laser_rl.model_settings import write_model_settings
-from laser_rl.report import evaluate_records, format_number, write_report
+from laser_rl.probe import SelfVerificationProbe, load_probe, probe_history
+from laser_rl.report import evaluate_records, format_number, nan_to_none, write_report
 from laser_rl.scoring import (
     candidate_reward_tokens,
     self_reward_score_list,
@@ -50,7 +56,7 @@ from laser_rl.scoring import (
     suggest_reward_tokens,
 )
 from laser_rl.testing import REWARD_TOKEN
-from laser_rl.trainer import LaserGRPOTrainer
+from laser_rl.trainer import LaserGRPOTrainer, last_complete_checkpoint
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,20 @@ class DemoSettings:
     eval_samples: int
     seed: int = 0
     reward_token: str | None = REWARD_TOKEN  # None: the best-ranked unused special token of the start model
+    # Held-out probe (laser_rl.probe): the start model's solutions to this many test-split problems, scored by
+    # both trained models every probe_steps steps; 0 for none.
+    probe_problems: int = 0
+    probe_steps: int = 5
+    # Steps between checkpoints of the RL stages (the last one kept), from which a killed run resumes.
+    save_steps: int = 10
+    # LaserConfig's fields of the same names: z_c's read-out row at its own learning rate, and the share of the
+    # self-reward loss's gradient that reaches the body.
+    reward_token_lr_scale: float = 1.0
+    self_reward_body_grad_scale: float = 1.0
+    self_reward_level_weight: float = 1.0
+    # The score every solution starts at: c_ref is the start model's mean log pi(z_c) minus this / beta_v
+    # (0: the paper; 0.5: the class-balanced MSE's best constant, so that no step is spent on the level).
+    initial_score: float = 0.0
 
 
 # The paper's beta_v = 0.1, at lr 3e-5. alpha weighs the self-verifier against the policy: at alpha = 1 the
@@ -91,6 +111,9 @@ FULL = DemoSettings(
     calibration_problems=64,
     eval_problems=200,
     eval_samples=16,
+    probe_problems=64,
+    probe_steps=20,
+    save_steps=50,
 )
 # A smoke run within 3 minutes on 2 cores (136 s measured): every stage and phase, too short to learn much.
 QUICK = replace(
@@ -101,6 +124,9 @@ QUICK = replace(
     calibration_problems=32,
     eval_problems=48,
     eval_samples=8,
+    probe_problems=8,
+    probe_steps=10,
+    save_steps=10,
 )
 
 # SmolLM2-135M-Instruct from its PyPI wheel, fine-tuned on the same task: about 170 times the tiny model's
@@ -120,12 +146,17 @@ SMOLLM2 = DemoSettings(
     prompts_per_step=4,
     num_generations=8,
     learning_rate=1e-5,
-    self_reward_beta=0.1,
+    self_reward_beta=0.5,
     self_reward_loss_coef=0.1,
     calibration_problems=32,
     eval_problems=100,
     eval_samples=8,
     reward_token=None,
+    probe_problems=64,
+    probe_steps=10,
+    reward_token_lr_scale=1000.0,
+    self_reward_level_weight=0.01,
+    initial_score=0.5,
 )  # fmt: skip
 SMOLLM2_QUICK = replace(
     SMOLLM2,
@@ -135,6 +166,9 @@ SMOLLM2_QUICK = replace(
     calibration_problems=8,
     eval_problems=16,
     eval_samples=4,
+    probe_problems=4,
+    probe_steps=2,
+    save_steps=2,
 )
 PRESETS = {"tiny": (FULL, QUICK), "smollm2-135m-instruct": (SMOLLM2, SMOLLM2_QUICK)}
 
@@ -146,6 +180,9 @@ MAX_NEW_TOKENS = max_solution_length() + 8
 # the same weights as one up to rounding (bit-identical on AMD EPYC, not on Intel Xeon: tests/test_task.py);
 # more threads than cores would stall it.
 WARM_START_THREADS = 2
+# Solutions per probe problem, and the probe's draw of the test split (another than the evaluation's).
+PROBE_SAMPLES = 4
+PROBE_SEED_OFFSET = 5
 
 
 def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] = print) -> dict:
@@ -170,6 +207,10 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
         f"over {c_ref['n']} solutions"
     )
 
+    if settings.probe_problems and not probe_path(out_dir).is_file():
+        write_probe(out_dir, settings.probe_problems, settings.seed, c_ref, settings.self_reward_beta)
+        log(f"[2/5] probe: {probe_path(out_dir)}")
+
     # LaSeR and GRPO train from the same start independently (each trainer seeds itself), then each is
     # evaluated in the process that trained it. With two cores they run side by side, one thread each, and
     # the start model is evaluated by whichever finishes first: the same models and samples as one after the
@@ -187,17 +228,25 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
         log(f"[3/5] {name} training: {out_dir / name} ({_stage_seconds(out_dir / name):.0f} s)")
 
     test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
+    torch.set_num_threads(min(WARM_START_THREADS, os.cpu_count() or 1))  # alone again: the free baselines' forwards
     results = {}
     for name in MODELS:
         records = _evaluate(out_dir / name, _eval_path(out_dir, name), test_problems, settings, c_ref)
         results[name] = evaluate_records(records, equivalent=_same_string, seed=settings.seed)
         results[name]["trivial_judge"] = length_format_judge(records)
+        free_path = out_dir / "eval" / f"{name}.free_baselines.json"
+        results[name]["free_baselines"] = _free_baselines(out_dir / name, records, free_path)
         results[name]["by_error_kind"] = score_by_error_kind(test_problems, records)
         write_report(results[name], out_dir / "eval" / name, title=f"laser demo: {name} model")
         accuracy, f1 = results[name]["accuracy"], results[name]["self_verification"]["all"]["f1"]
         log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {format_number(f1)}")
 
     summary = {"settings": asdict(settings), "environment": environment(), "c_ref": c_ref, "models": results}
+    if settings.probe_problems:
+        summary["probe"] = {
+            name: probe_history(json.loads((out_dir / name / "log_history.json").read_text()))
+            for name in ("laser", "grpo")
+        }
     summary["targets"] = demo_targets(results)
     write_demo_report(out_dir, summary)
     log(f"[5/5] report: {out_dir / 'report.md'}")
@@ -215,13 +264,17 @@ def _model_stage(name: str, out_dir: Path, settings: DemoSettings, c_ref: dict) 
         begin = time.time()
         _train(name, out_dir / "start", model_dir, settings, c_ref)
         _mark_done(model_dir, {"seconds": time.time() - begin})
+        for checkpoint in model_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):  # only needed to resume: weights and Adam
+            shutil.rmtree(checkpoint)
     test_problems = sample_problems(settings.eval_problems, "test", seed=settings.seed + 1)
     _evaluate(model_dir, _eval_path(out_dir, name), test_problems, settings, c_ref)
 
 
 def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, c_ref: dict):
-    """LaSeR or plain GRPO from the start model: same data, seed, budget and sampling."""
+    """LaSeR or plain GRPO from the start model: same data, seed, budget and sampling. Checkpoints every
+    `save_steps` steps (the last kept) and resumes from the last complete one, to the same weights."""
     problems = sample_problems(settings.rl_steps * settings.prompts_per_step, "train", seed=settings.seed + 2)
+    probe = probe_path(start_dir.parent) if settings.probe_problems else None
     common = dict(
         output_dir=str(model_dir),
         use_cpu=True,
@@ -236,10 +289,17 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         temperature=1.0,
         top_k=0,
         activation_checkpointing=False,  # TRL turns it on; a model this small needs no memory saving
-        save_strategy="no",
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=1,
         report_to="none",
         logging_steps=max(1, settings.rl_steps // 20),
     )
+    checkpoint = last_complete_checkpoint(model_dir) if model_dir.is_dir() else None
+    if checkpoint and json.loads(Path(checkpoint, TRAINER_STATE_NAME).read_text())["global_step"] >= settings.rl_steps:
+        # Stopped after the last step's checkpoint: that is the trained model (resuming would train one step more).
+        _finish(name, Path(checkpoint), model_dir, settings, c_ref)
+        return
     model = AutoModelForCausalLM.from_pretrained(start_dir)
     tokenizer = AutoTokenizer.from_pretrained(start_dir)
     arguments = dict(
@@ -249,21 +309,59 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         args = LaserConfig(
             **common,
             reward_token=c_ref["reward_token"],
-            c_ref=c_ref["mean"],
+            c_ref=scoring_c_ref(c_ref, settings),
             self_reward_beta=settings.self_reward_beta,
             self_reward_loss_coef=settings.self_reward_loss_coef,
             reasoning_warmup_steps=settings.reasoning_warmup_steps,
             self_reward_warmup_steps=settings.self_reward_warmup_steps,
+            reward_token_lr_scale=settings.reward_token_lr_scale,
+            self_reward_level_weight=settings.self_reward_level_weight,
+            self_reward_body_grad_scale=settings.self_reward_body_grad_scale,
+            probe_file=str(probe) if probe else None,
+            probe_steps=settings.probe_steps,
         )
         trainer = LaserGRPOTrainer(args=args, **arguments)
     else:
         trainer = GRPOTrainer(args=GRPOConfig(**common), **arguments)
-    metrics = ("reward", "laser/auroc") if name == "laser" else ("reward",)
+    metrics = ("reward", "laser/auroc", "probe/auroc") if name == "laser" else ("reward", "probe/auroc")
     TrainingProgress.attach(trainer, f"{name} training", metrics, position=("laser", "grpo").index(name))
-    trainer.train()
-    trainer.save_model(model_dir)
+    if probe and name == "grpo":  # GRPO's own score, read the same way, for comparison (after the bar: it logs)
+        solutions = load_probe(probe, tokenizer, tokenizer.eos_token_id, PROMPT_TEMPLATE, False)
+        token_id = tokenizer.convert_tokens_to_ids(c_ref["reward_token"])
+        trainer.add_callback(SelfVerificationProbe(
+            trainer, solutions, token_id, scoring_c_ref(c_ref, settings), settings.self_reward_beta,
+            settings.probe_steps,
+        ))  # fmt: skip
+    trainer.train(resume_from_checkpoint=checkpoint)
+    _finish(name, Path(last_complete_checkpoint(model_dir)), model_dir, settings, c_ref)
+
+
+def _finish(name: str, checkpoint: Path, model_dir: Path, settings: DemoSettings, c_ref: dict) -> None:
+    """The trained model (the last checkpoint, written at the last step), its settings and its log into
+    `model_dir`."""
+    AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(model_dir)
+    AutoTokenizer.from_pretrained(checkpoint).save_pretrained(model_dir)
     write_model_settings(model_dir, _carried_settings(c_ref, settings))
-    (model_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    log_history = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())["log_history"]
+    (model_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
+
+
+def probe_path(out_dir: Path) -> Path:
+    return out_dir / "start" / "probe.jsonl"
+
+
+def write_probe(out_dir: Path, problems: int, seed: int, c_ref: dict, beta_v: float) -> None:
+    """The start model's graded solutions to held-out (test-split) problems, for `laser_rl.probe`."""
+    chosen = sample_problems(problems, "test", seed=seed + PROBE_SEED_OFFSET)
+    records = sample_graded(out_dir / "start", chosen, PROBE_SAMPLES, seed + PROBE_SEED_OFFSET, c_ref["reward_token"],
+                            c_ref["mean"], beta_v)  # fmt: skip
+    write_jsonl_atomic(probe_path(out_dir), records)
+
+
+def scoring_c_ref(c_ref: dict, settings: DemoSettings) -> float:
+    """The c_ref the demo's models are scored with: the start model's mean log pi(z_c), moved so that a
+    solution of the start model scores `settings.initial_score`."""
+    return c_ref["mean"] - settings.initial_score / settings.self_reward_beta
 
 
 def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
@@ -304,7 +402,7 @@ def _carried_settings(c_ref: dict, settings: DemoSettings) -> dict:
     it as the demo does."""
     return {
         "reward_token": c_ref["reward_token"],
-        "c_ref": c_ref["mean"],
+        "c_ref": scoring_c_ref(c_ref, settings),
         "self_reward_beta": settings.self_reward_beta,
         "prompt_template": PROMPT_TEMPLATE,
         "chat": False,
@@ -315,32 +413,76 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
     """K samples per test problem with in-pass scores, graded; cached as JSONL in the authors' format."""
     if path.is_file():
         return [json.loads(line) for line in path.read_text().splitlines()]
+    records = sample_graded(model_dir, problems, settings.eval_samples, settings.seed + 4, c_ref["reward_token"],
+                            scoring_c_ref(c_ref, settings), settings.self_reward_beta)  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(path, records)
+    return records
+
+
+def sample_graded(
+    model_dir: Path, problems: Sequence[Problem], n: int, seed: int, reward_token: str, c_ref: float, beta_v: float
+) -> list[dict]:
+    """n solutions of each problem by the model, with in-pass scores and grades: records in the authors'
+    format plus the sampled ids (`response_token_ids`), as `laser generate` and `laser grade` write them."""
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    reward_token_id = tokenizer.convert_tokens_to_ids(c_ref["reward_token"])
+    reward_token_id = tokenizer.convert_tokens_to_ids(reward_token)
     samples = generate_with_scores(
-        model, tokenizer, [p.prompt for p in problems], settings.eval_samples, reward_token_id,
-        max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed + 4, batch_size=128,
+        model, tokenizer, [p.prompt for p in problems], n, reward_token_id,
+        max_new_tokens=MAX_NEW_TOKENS, seed=seed, batch_size=128,
     )  # fmt: skip
     records = []
     for problem, group in zip(problems, samples, strict=True):
+        logps = [s.reward_token_logp for s in group]
         records.append(
             {
                 "problem": problem.text,
                 "answer": problem.answer,
                 "responses": [s.text for s in group],
                 "finished": [s.finished for s in group],
+                "response_token_ids": [s.token_ids for s in group],
                 "pred_answers": [extract_last_boxed(s.text) for s in group],
                 "acc_list": [verify(s.text, problem.answer) for s in group],
-                "reward_token_logps": [s.reward_token_logp for s in group],
-                "self_rewarding_scores": self_reward_score_list(
-                    [s.reward_token_logp for s in group], c_ref["mean"], settings.self_reward_beta
-                ),
+                "reward_token_logps": logps,
+                "self_rewarding_scores": self_reward_score_list(logps, c_ref, beta_v),
             }
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl_atomic(path, records)
     return records
+
+
+def _free_baselines(model_dir: Path, records: list[dict], path: Path) -> dict:
+    """Self-certainty and the model's own yes/no verdict on its finished test solutions (cached in `path`):
+    AUROC, and F1 at a threshold fitted on the other half of the problems (as the trivial judge is), with
+    each signal's cost in CPU seconds per solution."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rows = [
+        (index % 2, PROMPT_TEMPLATE.format(problem=record["problem"]), text, ids, correct > 0.5)
+        for index, record in enumerate(records)
+        for text, ids, done, correct in zip(record["responses"], record["response_token_ids"], record["finished"],
+                                            record["acc_list"], strict=True)
+        if done
+    ]  # fmt: skip
+    half, prompts, texts, responses, labels = zip(*rows, strict=True)
+    prompt_ids = [tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts]
+    signals = {
+        "self_certainty": lambda: mean_token_logps(model, tokenizer, prompt_ids, responses),
+        "verify_prompt": lambda: yes_probabilities(
+            model, tokenizer, [p + t for p, t in zip(prompts, texts, strict=True)]
+        ),
+    }
+    results = {}
+    for name, signal in signals.items():
+        begin = time.process_time()
+        scores = signal()
+        seconds = (time.process_time() - begin) / len(rows)
+        metrics = cross_fitted_metrics(scores, torch.tensor(labels), torch.tensor(half, dtype=torch.bool))
+        results[name] = nan_to_none(metrics) | {"seconds_per_solution": seconds}
+    write_text_atomically(path, json.dumps(results, indent=1))
+    return results
 
 
 def _eval_path(out_dir: Path, name: str) -> Path:

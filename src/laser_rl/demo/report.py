@@ -8,7 +8,9 @@ import platform
 import statistics
 from pathlib import Path
 
-from laser_rl.jsonl import write_text_atomically
+from matplotlib.figure import Figure
+
+from laser_rl.jsonl import write_atomically, write_text_atomically
 from laser_rl.report import format_number, markdown_table
 
 MODELS = ("start", "grpo", "laser")
@@ -37,11 +39,14 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         verification = result["self_verification"]["all"]
         pass_at_k = result["pass_at_k"][max(result["pass_at_k"], key=int)]
         judge = result["trivial_judge"]
-        cells = [result["accuracy"], pass_at_k, verification["f1"], verification["auroc"]]
-        cells += [verification["acc_correct"], verification["acc_wrong"], verification["ece"]]
-        cells += [judge["f1"], judge["auroc"]]
-        rows.append([name, *map(format_number, cells)])
-    header = ["model", "accuracy", "pass@K", "self-verif. F1", "AUROC", "acc. on correct", "acc. on wrong", "ECE"]
+        interval = result.get("self_verification_ci95", {})
+        cells = [format_number(result["accuracy"]), format_number(pass_at_k)]
+        cells += [format_number(verification["f1"]), _interval(interval.get("f1"))]
+        cells += [format_number(verification["auroc"]), _interval(interval.get("auroc"))]
+        cells += [format_number(verification[key]) for key in ("acc_correct", "acc_wrong", "ece")]
+        rows.append([name, *cells, format_number(judge["f1"]), format_number(judge["auroc"])])
+    header = ["model", "accuracy", "pass@K", "self-verif. F1", "F1 95% CI", "AUROC", "AUROC 95% CI"]
+    header += ["acc. on correct", "acc. on wrong", "ECE"]
     lines.append(markdown_table([*header, "trivial judge F1", "trivial judge AUROC"], rows))
     targets = summary["targets"]
     rows = [[t["target"], t["measured"], "yes" if t["met"] else "no"] for t in targets]
@@ -68,8 +73,85 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         for kind, numbers in models[name]["by_error_kind"].items()
     ]
     lines.append(markdown_table(["model", "mistake", "wrong solutions", "judged wrong", "AUROC"], rows))
+    if all("free_baselines" in models[name] for name in MODELS):
+        lines += ["", *free_baselines_section(models)]
+    if summary.get("probe"):
+        lines += ["", *probe_section(summary["probe"])]
+        figure = plot_probe(summary["probe"])
+        write_atomically(out_dir / "probe.png", lambda file: figure.savefig(file, format="png"))
     lines += ["", "Per-model reports and plots: " + ", ".join(f"eval/{name}/report.md" for name in MODELS), ""]
     write_text_atomically(out_dir / "report.md", "\n".join(lines))
+
+
+def _interval(bounds: list | None) -> str:
+    """A bootstrap interval as text: "0.61-0.74", or n/a."""
+    if not bounds or None in bounds:
+        return "n/a"
+    return f"{bounds[0]:.2f}-{bounds[1]:.2f}"
+
+
+def free_baselines_section(models: dict) -> list[str]:
+    """report.md's lines on the signals each model gives without training for them, beside LaSeR's score."""
+    rows, beaten = [], []
+    for name in MODELS:
+        score = models[name]["self_verification"]["all"]
+        cells = [format_number(score["auroc"]), format_number(score["f1"]), "one decoding step, in the same pass"]
+        rows.append([name, "LaSeR score r_s (threshold 0.5)", *cells])
+        for signal, label in (("self_certainty", "self-certainty"), ("verify_prompt", 'P("yes"), asked')):
+            baseline = models[name]["free_baselines"][signal]
+            cost = f"{1000 * baseline['seconds_per_solution']:.0f} ms CPU a solution, after the fact"
+            rows.append([name, label, format_number(baseline["auroc"]), format_number(baseline["f1"]), cost])
+            if name == "laser" and (baseline["auroc"] or 0) > (score["auroc"] or 0):
+                beaten.append(label)
+    verdict = (
+        f"On the LaSeR model, {' and '.join(beaten)} beat{'s' if len(beaten) == 1 else ''} LaSeR's score in AUROC."
+        if beaten
+        else "On the LaSeR model, LaSeR's score has the highest AUROC."
+    )
+    return [
+        "## Against the signals a model gives for free",
+        "",
+        'Self-certainty: the solution\'s mean token log-prob. P("yes"): the model asked "Is the solution above'
+        ' correct?" after its solution. Their F1 uses a threshold fitted on the other half of the problems.',
+        "",
+        markdown_table(["model", "signal", "AUROC", "F1", "cost"], rows),
+        "",
+        verdict,
+    ]
+
+
+def probe_section(probe: dict) -> list[str]:
+    """report.md's lines on the held-out probe: AUROC and F1 of each trained model's score by step."""
+    runs = [name for name in ("laser", "grpo") if probe.get(name)]
+    steps = sorted({step for name in runs for step, _ in probe[name].get("auroc", [])})
+    rows = []
+    for step in steps:
+        cells = [dict(probe[name].get(metric, [])).get(step) for name in runs for metric in ("auroc", "f1")]
+        rows.append([step, *map(format_number, cells)])
+    header = ["step", *(f"{name} {metric}" for name in runs for metric in ("AUROC", "F1"))]
+    return [
+        "## Self-verification on the held-out probe, during training",
+        "",
+        "The start model's solutions to held-out problems (start/probe.jsonl), scored by each model as it trains:"
+        " the same solutions at every step, whichever ones RL leaves. GRPO's score is the same readout, untrained.",
+        "",
+        markdown_table(header, rows),
+        "",
+        "![probe](probe.png)",
+    ]
+
+
+def plot_probe(probe: dict) -> Figure:
+    """AUROC and F1 on the probe against training steps, LaSeR's and GRPO's."""
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, 2), ("auroc", "f1"), strict=True):
+        for name in ("laser", "grpo"):
+            points = probe.get(name, {}).get(metric, [])
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=name)
+        ax.set(xlabel="training step", ylabel=metric.upper(), ylim=(0, 1), title=f"probe {metric.upper()}")
+        ax.legend()
+    return fig
 
 
 def demo_targets(models: dict) -> list[dict]:
