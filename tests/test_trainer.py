@@ -365,3 +365,24 @@ def test_body_grad_scale_0_keeps_the_self_reward_loss_out_of_the_body(short_answ
     assert gradients["paper"][head_name][z_c].abs().max() > 1e-4
     for name in ("read-out only", "half"):
         torch.testing.assert_close(gradients[name][head_name][z_c], gradients["paper"][head_name][z_c])
+
+
+def test_initial_score_moves_every_score_and_the_saved_c_ref_reads_them_back(short_answer_model, tokenizer, tmp_path):
+    from laser_rl.model_settings import read_model_settings, reference_c_ref
+
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_initial_score=0.5)
+    logps = torch.tensor([-5.0, -3.0, -8.0])
+    torch.testing.assert_close(trainer._scores(logps, {}), BETA_V * (logps - C_REF) + 0.5)
+    folder = tmp_path / "saved"
+    trainer.save_model(str(folder))
+    stored = read_model_settings(folder)
+    assert stored["c_ref"] == pytest.approx(C_REF - 0.5 / BETA_V) and stored["self_reward_initial_score"] == 0.5
+    # what `laser score` computes from the folder alone is the training score
+    assert BETA_V * (-5.0 - stored["c_ref"]) == pytest.approx(trainer._scores(logps, {})[0].item())
+    assert reference_c_ref(stored) == pytest.approx(C_REF)
+    # a run from that folder with c_ref auto starts from the same reference mean, whatever its own initial score
+    again = LaserGRPOTrainer(
+        model=str(folder), reward_funcs=even_length_reward, train_dataset=dataset(), processing_class=tokenizer,
+        args=LaserConfig(**laser_fields(tmp_path, c_ref="auto")),
+    )  # fmt: skip
+    assert again.c_ref == pytest.approx(C_REF)

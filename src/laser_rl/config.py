@@ -39,6 +39,11 @@ class LaserConfig(GRPOConfig):
             keeps the verifier advantages.
         reasoning_warmup_steps (`int`): steps of plain RLVR before the MSE is added.
         self_reward_warmup_steps (`int`): steps with the MSE before the advantages are mixed.
+        self_reward_initial_score (`float`): the score r_s of a solution the reference model wrote: the scores
+            are beta_v (log pi(z_c) - c_ref) + this. 0 is the paper (every solution starts at the wrong class's
+            target, and the MSE's first steps move every score together); 0.5 starts them at the class-balanced
+            MSE's best constant. The saved laser_config.json stores c_ref - this / beta_v, the c_ref the scores
+            are read with.
         self_reward_level_weight (`float`): weight of the MSE's level part, the error every score shares,
             against its difference part (see `core.self_reward_mse`; the two add up to the MSE). 1 is the
             paper. On a small model the level's gradient drowns the difference's and the score learns
@@ -97,6 +102,13 @@ class LaserConfig(GRPOConfig):
         default=200, metadata={"help": "Steps with the MSE before self-rewarding advantages are mixed in."}
     )
 
+    self_reward_initial_score: float = field(
+        default=0.0,
+        metadata={
+            "help": "Score of a reference solution: r_s = beta_v (log pi(z_c) - c_ref) + this (0: the paper; 0.5: "
+            "the class-balanced MSE's best constant). Saved models store c_ref - this / beta_v."
+        },
+    )
     self_reward_level_weight: float = field(
         default=1.0,
         metadata={
@@ -157,6 +169,8 @@ class LaserConfig(GRPOConfig):
             raise ValueError(f"self_rewarding_advantage_coef must be in [0, 1], got {tau}")
         if self.reward_token_lr_scale <= 0:
             raise ValueError(f"reward_token_lr_scale must be > 0, got {self.reward_token_lr_scale}")
+        if not 0 <= self.self_reward_initial_score < 1:
+            raise ValueError(f"self_reward_initial_score must be in [0, 1), got {self.self_reward_initial_score}")
         if not 0 <= self.self_reward_body_grad_scale <= 1:
             raise ValueError(f"self_reward_body_grad_scale must be in [0, 1], got {self.self_reward_body_grad_scale}")
         if self.probe_steps is not None and self.probe_steps < 1:

@@ -7,8 +7,9 @@ The trainer and every command read it as their defaults, so train and test canno
 | key | meaning |
 |---|---|
 | reward_token, reward_token_id | z_c |
-| c_ref (c_ref_std, c_ref_solutions) | log pi_ref(z_c \\| x, y), and how it was measured |
+| c_ref (c_ref_std, c_ref_solutions) | the scores' constant: log pi_ref(z_c \\| x, y), and how it was measured |
 | self_reward_beta | beta_v |
+| self_reward_initial_score | a reference solution's score; c_ref is moved by it already (`reference_c_ref`) |
 | prompt_template, chat | how problems became prompts (see `laser_rl.prompts`) |
 """
 
@@ -28,6 +29,7 @@ _TYPES = {
     "c_ref_std": (int, float),
     "c_ref_solutions": (int,),
     "self_reward_beta": (int, float),
+    "self_reward_initial_score": (int, float),
     "prompt_template": (str,),
     "chat": (bool,),
 }
@@ -66,3 +68,16 @@ def write_model_settings(model: str | Path, settings: dict) -> Path:
 
 def model_settings_path(model: str | Path) -> Path:
     return Path(model) / LASER_CONFIG
+
+
+def reference_c_ref(settings: dict) -> float | None:
+    """The mean log pi_ref(z_c | x, y) behind a folder's c_ref.
+
+    The c_ref a folder stores is the one its scores are computed with: a model trained with an initial
+    score s0 stores c_ref - s0 / beta_v, so that r_s = beta_v (log pi(z_c) - c_ref) needs nothing more.
+    None when the folder has no c_ref.
+    """
+    if settings.get("c_ref") is None:
+        return None
+    initial_score = settings.get("self_reward_initial_score") or 0.0
+    return float(settings["c_ref"]) + (initial_score / settings["self_reward_beta"] if initial_score else 0.0)

@@ -46,7 +46,7 @@ from laser_rl.core import (
 from laser_rl.errors import LaserInputError
 from laser_rl.generation import RewardTokenRecorder
 from laser_rl.metrics import self_verification_metrics
-from laser_rl.model_settings import model_settings_path, read_model_settings, write_model_settings
+from laser_rl.model_settings import model_settings_path, read_model_settings, reference_c_ref, write_model_settings
 from laser_rl.models import resolve_model
 from laser_rl.optim import scale_row_updates
 from laser_rl.probe import SelfVerificationProbe, load_probe
@@ -137,7 +137,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             and stored.get("c_ref") is not None
             and stored.get("reward_token") == args.reward_token
         ):
-            self.c_ref = float(stored["c_ref"])
+            self.c_ref = reference_c_ref(stored)
         # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
         is_peft = peft_config is not None or hasattr(model, "peft_config")
         needs_reference = self.exact_mode and args.beta == 0.0 and not is_peft
@@ -402,12 +402,14 @@ class LaserGRPOTrainer(GRPOTrainer):
         )
 
     def _scores(self, logps: torch.Tensor, batch: dict) -> torch.Tensor:
-        """r_s (B,) from log pi(z_c) (B,), against c_ref or the reference model's log-probs."""
+        """r_s (B,) from log pi(z_c) (B,), against c_ref or the reference model's log-probs, plus the initial
+        score."""
         if self.exact_mode:
             reference = batch["reference_reward_token_logps"]
         else:  # c_ref unmeasured means no solution has finished yet: every score has weight 0
             reference = 0.0 if self.c_ref is None else self.c_ref
-        return self_reward_scores(logps, reference, self.args.self_reward_beta)
+        args: LaserConfig = self.args
+        return self_reward_scores(logps, reference, args.self_reward_beta) + args.self_reward_initial_score
 
     # --- loss ----------------------------------------------------------------------------------------
 
@@ -485,7 +487,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             # c_ref: auto was measured at the start of the run; a resumed run takes it from its checkpoint.
             stored = read_model_settings(resume_from_checkpoint)
             if stored.get("c_ref") is not None:
-                self.c_ref = float(stored["c_ref"])
+                self.c_ref = reference_c_ref(stored)
         probing = any(isinstance(c, SelfVerificationProbe) for c in self.callback_handler.callbacks)
         if self.args.probe_file and not probing:
             self.add_callback(self._self_verification_probe())  # read before any step: a bad file stops here
@@ -512,16 +514,22 @@ class LaserGRPOTrainer(GRPOTrainer):
     def model_settings(self) -> dict:
         """What laser_config.json holds for this model: z_c, c_ref, beta_v and the prompt settings.
 
-        In exact mode c_ref is the mean log pi_ref(z_c | x, y) over the finished rollouts seen so far.
+        c_ref is the one scores are read with: the reference mean moved by the initial score (see
+        `model_settings.reference_c_ref`). In exact mode the reference mean is that of log pi_ref(z_c | x, y)
+        over the finished rollouts seen so far.
         """
+        args: LaserConfig = self.args
         c_ref = self.c_ref
         if self.exact_mode and self._reference_logp_count:
             c_ref = self._reference_logp_sum / self._reference_logp_count
+        if c_ref is not None:
+            c_ref -= args.self_reward_initial_score / args.self_reward_beta
         return {
             "reward_token": self._tokenizer.convert_ids_to_tokens(self.reward_token_id),
             "reward_token_id": self.reward_token_id,
             "c_ref": c_ref,
-            "self_reward_beta": self.args.self_reward_beta,
+            "self_reward_beta": args.self_reward_beta,
+            "self_reward_initial_score": args.self_reward_initial_score,
             **self.prompt_settings,
         }
 

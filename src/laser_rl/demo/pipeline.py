@@ -309,7 +309,8 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
         args = LaserConfig(
             **common,
             reward_token=c_ref["reward_token"],
-            c_ref=scoring_c_ref(c_ref, settings),
+            c_ref=c_ref["mean"],
+            self_reward_initial_score=settings.initial_score,
             self_reward_beta=settings.self_reward_beta,
             self_reward_loss_coef=settings.self_reward_loss_coef,
             reasoning_warmup_steps=settings.reasoning_warmup_steps,
@@ -403,6 +404,7 @@ def _carried_settings(c_ref: dict, settings: DemoSettings) -> dict:
     return {
         "reward_token": c_ref["reward_token"],
         "c_ref": scoring_c_ref(c_ref, settings),
+        "self_reward_initial_score": settings.initial_score,
         "self_reward_beta": settings.self_reward_beta,
         "prompt_template": PROMPT_TEMPLATE,
         "chat": False,
