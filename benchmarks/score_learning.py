@@ -103,36 +103,39 @@ def policy_gradient_loss(model, tokenizer, records: list[dict]) -> torch.Tensor:
     return -(torch.tensor(advantages) * (token_logps * mask).sum(1) / mask.sum(1)).mean()
 
 
-def gradient_split(model: PreTrainedModel, tokenizer, records, token_id, c_ref, beta_v, alpha) -> list:
-    """Norms of the MSE's and the policy gradient's parts at the start model, over the same 16 problems."""
+def gradient_split(
+    model: PreTrainedModel, tokenizer, records, token_id, c_ref, beta_v, alpha, variants: list[tuple[float, float]]
+) -> list:
+    """Norms of the MSE's (for each (initial score, level weight)) and the policy gradient's parts at the start
+    model, over the same 16 problems; and alpha x the MSE's norm against the sum's."""
     records = records[:16]
     prompts = [PROMPT_TEMPLATE.format(problem=record["problem"]) for record in records]
     solutions = probe_solutions(tokenizer, records, prompts, tokenizer.eos_token_id)
     embedding = model.get_input_embeddings().weight
     tied = embedding is model.get_output_embeddings().weight
 
-    def gradients(loss: torch.Tensor) -> tuple[float, float]:
+    def gradients(loss: torch.Tensor) -> list[torch.Tensor]:
         model.zero_grad()
         loss.backward()
-        row = embedding.grad[token_id].norm().item()
-        total = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None)).item()
-        return row, total
+        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
 
-    mse = mse_loss(model, tokenizer, solutions.sequences, solutions.labels, token_id, c_ref, beta_v)
-    mse_row, mse_total = gradients(mse)
-    mse_grads = [p.grad.clone() for p in model.parameters()]
-    pg_row, pg_total = gradients(policy_gradient_loss(model, tokenizer, records))
-    pairs = zip(model.parameters(), mse_grads, strict=True)
-    both = torch.sqrt(sum((p.grad + alpha * g).pow(2).sum() for p, g in pairs)).item()
+    def norms(grads: list[torch.Tensor]) -> list[str]:
+        row = grads[[p is embedding for p in model.parameters()].index(True)][token_id].norm().item()
+        total = torch.sqrt(sum(g.pow(2).sum() for g in grads)).item()
+        return [f"{total:.3g}", f"{row:.3g}", f"{(total**2 - row**2) ** 0.5:.3g}", f"{row**2 / total**2:.1%}"]
+
+    policy = gradients(policy_gradient_loss(model, tokenizer, records))
+    rows = [["policy gradient", *norms(policy), ""]]
+    for initial, level_weight in variants:
+        mse = mse_loss(model, tokenizer, solutions.sequences, solutions.labels, token_id, c_ref - initial / beta_v,
+                       beta_v, level_weight)  # fmt: skip
+        grads = gradients(mse)
+        both = torch.sqrt(sum((p + alpha * g).pow(2).sum() for p, g in zip(policy, grads, strict=True))).item()
+        share = alpha * torch.sqrt(sum(g.pow(2).sum() for g in grads)).item() / both
+        rows.append([f"MSE, initial score {initial:g}, level weight {level_weight:g}", *norms(grads), f"{share:.3f}"])
     model.zero_grad()
-    return [
-        ["MSE", f"{mse_total:.3g}", f"{mse_row:.3g}", f"{(mse_total**2 - mse_row**2) ** 0.5:.3g}",
-         f"{mse_row**2 / mse_total**2:.1%}"],
-        ["policy gradient", f"{pg_total:.3g}", f"{pg_row:.3g}", f"{(pg_total**2 - pg_row**2) ** 0.5:.3g}",
-         f"{pg_row**2 / pg_total**2:.1%}"],
-        [f"alpha x MSE / LaSeR total (alpha {alpha})", f"{alpha * mse_total / both:.3f}", "", "",
-         "embeddings tied to the LM head" if tied else "input row only"],
-    ]  # fmt: skip
+    rows.append(["(embeddings tied to the LM head)" if tied else "(LM head untied)", "", "", "", "", ""])
+    return rows
 
 
 @torch.no_grad()
@@ -339,14 +342,17 @@ def main() -> None:
          for kind, count in sorted(mistake_counts(records).items(), key=lambda item: -item[1])],
     )  # fmt: skip
 
-    split_path = args.out / f"gradient_split-beta{args.beta[0]:g}-alpha{args.alpha:g}.json"
+    split_variants = list(itertools.product(args.initial_score, args.level_weight))
+    key = f"beta{args.beta[0]:g}-alpha{args.alpha:g}-" + "-".join(f"{i:g}_{w:g}" for i, w in split_variants)
+    split_path = args.out / f"gradient_split-{key}.json"
     if not split_path.is_file():
         model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
-        rows = gradient_split(model, tokenizer, records, token_id, c_ref["mean"], args.beta[0], args.alpha)
+        rows = gradient_split(model, tokenizer, records, token_id, c_ref["mean"], args.beta[0], args.alpha,
+                              split_variants)  # fmt: skip
         split_path.write_text(json.dumps(rows))
     print_table(
-        f"Gradient norms at the start model (beta_v {args.beta[0]}, whole groups of the pool)",
-        ["loss", "norm", "z_c's row", "the rest", "row's share of the squared norm"],
+        f"Gradient norms at the start model (beta_v {args.beta[0]}, alpha {args.alpha}, 16 problems x 4 solutions)",
+        ["loss", "norm", "z_c's row", "the rest", "row's share of the squared norm", "alpha x MSE / the sum"],
         json.loads(split_path.read_text()),
     )
 

@@ -228,3 +228,16 @@ def test_a_checkpoint_that_cannot_be_resumed_is_one_line(model_dir, tmp_path, ca
     data = write_jsonl(tmp_path / "train.jsonl", [{"problem": "1+1", "answer": "2"}])
     argv = ["train", "--config", recipe(tmp_path, model_dir, data), "--resume_from_checkpoint", setting]
     assert message in run_failing(argv, capsys)
+
+
+def test_the_small_model_recipe_parses_with_the_settings_its_docs_measured():
+    from pathlib import Path
+
+    from laser_rl.cli.train import train_parser
+
+    recipe_path = Path(__file__).resolve().parents[1] / "recipes" / "small-model-smollm2.yaml"
+    data_args, config, _, _ = train_parser().parse_args_and_config(["--config", str(recipe_path)])
+    assert (config.self_reward_loss_coef, config.self_rewarding_advantage_coef) == (0.1, 0.1)  # the paper's
+    assert (config.self_reward_beta, config.self_reward_initial_score) == (0.5, 0.5)
+    assert (config.self_reward_level_weight, config.reward_token_lr_scale) == (0.01, 1000.0)
+    assert config.use_cpu and config.c_ref == "auto" and data_args.dataset == "additions.jsonl"

@@ -26,7 +26,7 @@ class TrainingProgress(TrainerCallback):
         self.bar.update(state.global_step - self.bar.n)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        shown = {key.split("/")[-1]: f"{logs[key]:.3g}" for key in self.metrics if key in (logs or {})}
+        shown = {key.removeprefix("laser/"): f"{logs[key]:.3g}" for key in self.metrics if key in (logs or {})}
         if shown:
             self.bar.set_postfix(shown)
 
