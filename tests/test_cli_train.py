@@ -165,7 +165,9 @@ def test_the_model_folders_laser_config_sets_z_c_c_ref_and_prompts_and_the_run_c
     main(["train", "--config", recipe(tmp_path, model_dir, data, **fields), "--self_reward_beta", "0.2"])
     for folder in (tmp_path / "run", tmp_path / "run" / "checkpoint-1"):
         carried = json.loads((folder / "laser_config.json").read_text())
-        assert carried == stored | {"reward_token_id": carried["reward_token_id"], "self_reward_beta": 0.2}
+        written = {"reward_token_id": carried["reward_token_id"], "self_reward_beta": 0.2}
+        written["self_reward_initial_score"] = 0.0
+        assert carried == stored | written
     # generate needs no flag: z_c, c_ref, beta_v and the prompt come with the trained model
     out = tmp_path / "generated.jsonl"
     main(["generate", "--model", str(tmp_path / "run"), "--data", str(data), "--n", "1", "--out", str(out)]
