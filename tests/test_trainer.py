@@ -386,3 +386,20 @@ def test_initial_score_moves_every_score_and_the_saved_c_ref_reads_them_back(sho
         args=LaserConfig(**laser_fields(tmp_path, c_ref="auto")),
     )  # fmt: skip
     assert again.c_ref == pytest.approx(C_REF)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.0])
+def test_a_solution_no_verifier_could_judge_gets_advantage_0_in_every_phase(
+    short_answer_model, tokenizer, tmp_path, tau
+):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_warmup_steps=0,
+                            self_rewarding_advantage_coef=tau, self_rewarding_std_threshold=0.0)  # fmt: skip
+    rewards = [1.0, None, 0.0, 1.0, float("nan"), 0.0, 1.0, None]
+    trainer.reward_funcs = [lambda completions, **kwargs: rewards[: len(completions)]]
+    trainer._scores = lambda logps, batch: torch.linspace(0.1, 0.9, len(logps))  # spread: every group mixes
+    batch = generation_batch(trainer)
+    unjudged = torch.tensor([reward is None or reward != reward for reward in rewards])
+    assert (batch["advantages"][unjudged] == 0).all()
+    assert (batch["advantages"][~unjudged] != 0).any()
+    mode = "train" if trainer.model.training else "eval"
+    assert trainer._metrics[mode]["laser/mixed_groups"] == ([1.0] if tau else [])

@@ -346,12 +346,14 @@ class LaserGRPOTrainer(GRPOTrainer):
             advantages, mixed = self_rewarding_advantages(
                 gather(output["advantages"]),
                 gather(scores),
-                all_finished,
+                judged,  # an unjudged solution's score counts as a truncated one's: 0
                 num_generations,
                 args.self_rewarding_std_threshold,
                 args.self_rewarding_advantage_coef,
             )
-            output["advantages"] = advantages[process_slice]
+            # no verifier could judge it: advantage 0, as TRL gives it in the verifier's advantages
+            unjudged = torch.isnan(self._rewards_per_func).all(dim=1)
+            output["advantages"] = advantages.masked_fill(unjudged, 0.0)[process_slice]
             self._metrics[mode]["laser/mixed_groups"].append(mixed.float().mean().item())
         return output
 
