@@ -39,10 +39,11 @@ from laser_rl.demo.errors import error_kinds
 from laser_rl.demo.judge import fit_logistic
 from laser_rl.demo.pipeline import PROBE_SAMPLES, PROMPT_TEMPLATE, probe_path, sample_graded, write_probe
 from laser_rl.demo.task import Problem, sample_problems
-from laser_rl.jsonl import write_jsonl_atomic
+from laser_rl.jsonl import read_jsonl, write_jsonl_atomic
 from laser_rl.metrics import auroc, self_verification_metrics
 from laser_rl.optim import scale_row_updates
 from laser_rl.probe import Probe, load_probe, probe_history, probe_metrics, probe_solutions
+from laser_rl.prompts import record_prompts
 from laser_rl.report import format_number
 from laser_rl.scoring import last_token_logits
 
@@ -88,8 +89,8 @@ def policy_gradient_loss(model, tokenizer, records: list[dict]) -> torch.Tensor:
     """-mean_i A_i mean_t log pi(y_it): GRPO's on-policy surrogate over whole groups (truncated solutions
     count as wrong), each record's advantages normalised within it."""
     sequences, response_masks, advantages = [], [], []
-    for record in records:
-        prompt = tokenizer(PROMPT_TEMPLATE.format(problem=record["problem"]), add_special_tokens=False).input_ids
+    for record, text in zip(records, record_prompts(tokenizer, records, PROMPT_TEMPLATE, chat=False), strict=True):
+        prompt = tokenizer(text, add_special_tokens=False).input_ids
         rewards = torch.tensor(record["acc_list"], dtype=torch.float32)
         advantages += ((rewards - rewards.mean()) / (rewards.std() + 1e-4)).tolist()
         for ids in record["response_token_ids"]:
@@ -109,7 +110,7 @@ def gradient_split(
     """Norms of the MSE's (for each (initial score, level weight)) and the policy gradient's parts at the start
     model, over the same 16 problems; and alpha x the MSE's norm against the sum's."""
     records = records[:16]
-    prompts = [PROMPT_TEMPLATE.format(problem=record["problem"]) for record in records]
+    prompts = record_prompts(tokenizer, records, PROMPT_TEMPLATE, chat=False)
     solutions = probe_solutions(tokenizer, records, prompts, tokenizer.eos_token_id)
     embedding = model.get_input_embeddings().weight
     tied = embedding is model.get_output_embeddings().weight
@@ -335,10 +336,11 @@ def main() -> None:
     probe = load_probe(probe_path(args.demo), tokenizer, tokenizer.eos_token_id, PROMPT_TEMPLATE, False)
     records, pool = load_pool(args.demo, args.out, args.pool_problems, tokenizer, settings, c_ref)
     print(f"start model {start}: z_c {c_ref['reward_token']}, c_ref {c_ref['mean']:.2f}", flush=True)
+    probe_mistakes = mistake_counts(read_jsonl(probe_path(args.demo)))
     print_table(
         "Pool (training problems) and probe (held-out problems): finished solutions by kind of mistake",
         ["kind", "pool", "probe"],
-        [[kind, count, mistake_counts(_read(probe_path(args.demo))).get(kind, 0)]
+        [[kind, count, probe_mistakes.get(kind, 0)]
          for kind, count in sorted(mistake_counts(records).items(), key=lambda item: -item[1])],
     )  # fmt: skip
 
@@ -411,10 +413,6 @@ def main() -> None:
         ["run", "step", "solutions seen", "AUROC", "F1", "mean score right", "mean score wrong"],
         rows,
     )
-
-
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 if __name__ == "__main__":

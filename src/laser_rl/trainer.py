@@ -176,6 +176,7 @@ class LaserGRPOTrainer(GRPOTrainer):
         # Exact mode: sum and count of the reference's log pi_ref(z_c) over finished rollouts, so that a
         # saved model carries a c_ref to be scored with.
         self._reference_logp_sum, self._reference_logp_count = 0.0, 0
+        self._row_scaled = False  # z_c's row's updates scaled (reward_token_lr_scale), once per optimizer
 
     # --- the score, from the forward that computes the policy log-probs ---------------------------
 
@@ -465,7 +466,7 @@ class LaserGRPOTrainer(GRPOTrainer):
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
         scale = self.args.reward_token_lr_scale
-        if scale != 1 and not getattr(self, "_row_scaled", False):
+        if scale != 1 and not self._row_scaled:
             head = _causal_lm(self.accelerator.unwrap_model(self.model)).get_output_embeddings().weight
             if self.is_deepspeed_enabled or self.is_fsdp_enabled or not head.requires_grad:
                 raise ValueError(

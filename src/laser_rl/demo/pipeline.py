@@ -48,6 +48,7 @@ from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
 from laser_rl.metrics import cross_fitted_metrics
 from laser_rl.model_settings import write_model_settings
 from laser_rl.probe import SelfVerificationProbe, load_probe, probe_history
+from laser_rl.prompts import record_prompts
 from laser_rl.report import evaluate_records, format_number, nan_to_none, write_report
 from laser_rl.scoring import (
     candidate_reward_tokens,
@@ -464,8 +465,9 @@ def _free_baselines(model_dir: Path, records: list[dict], path: Path) -> dict:
         return json.loads(path.read_text())
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    record_texts = record_prompts(tokenizer, records, PROMPT_TEMPLATE, chat=False)
     rows = [
-        (index % 2, PROMPT_TEMPLATE.format(problem=record["problem"]), text, ids, correct > 0.5)
+        (index % 2, record_texts[index], text, ids, correct > 0.5)
         for index, record in enumerate(records)
         for text, ids, done, correct in zip(record["responses"], record["response_token_ids"], record["finished"],
                                             record["acc_list"], strict=True)
