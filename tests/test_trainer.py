@@ -14,6 +14,7 @@ from support import (
     plain_reward_token_logps,
     spy_scores,
 )
+from transformers.utils import logging as transformers_logging
 from trl import GRPOConfig, GRPOTrainer
 
 import laser_rl.trainer as trainer_module
@@ -229,14 +230,14 @@ def test_c_ref_auto_is_the_initial_policys_mean_on_the_first_batch_with_no_model
     initial = copy.deepcopy(short_answer_model)
     trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref="auto", reasoning_warmup_steps=1)
     assert trainer.ref_model is None and trainer.c_ref is None
+    trainer.model.train()  # as in `train()`: c_ref is never measured on an eval batch
     batch = generation_batch(trainer)
     logps, finished = plain_reward_token_logps(
         initial, batch, trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id
     )
     assert finished.any()
     assert trainer.c_ref == pytest.approx(logps[finished].mean().item(), abs=1e-5)
-    mode = "train" if trainer.model.training else "eval"
-    assert trainer._metrics[mode]["laser/c_ref"] == [trainer.c_ref]
+    assert trainer._metrics["train"]["laser/c_ref"] == [trainer.c_ref]
     measured = trainer.c_ref
     generation_batch(trainer)  # measured once: the policy is no longer pi_ref after the first update
     assert trainer.c_ref == measured
@@ -403,3 +404,69 @@ def test_a_solution_no_verifier_could_judge_gets_advantage_0_in_every_phase(
     assert (batch["advantages"][~unjudged] != 0).any()
     mode = "train" if trainer.model.training else "eval"
     assert trainer._metrics[mode]["laser/mixed_groups"] == ([1.0] if tau else [])
+
+
+def test_rollouts_never_sample_the_reward_token(short_answer_model, tokenizer, tmp_path):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path)
+    reward_token_id = trainer.reward_token_id
+
+    def favour_reward_token(module, args, output):  # z_c would be sampled at almost every step
+        output.logits[..., reward_token_id] += 50.0
+        return output
+
+    short_answer_model.register_forward_hook(favour_reward_token)
+    assert (generation_batch(trainer)["completion_ids"] != reward_token_id).all()
+    trainer.generation_config.suppress_tokens = None  # the control: without the suppression it is sampled
+    trainer.generation_kwargs.pop("suppress_tokens")
+    assert (generation_batch(trainer)["completion_ids"] == reward_token_id).any()
+
+
+def test_self_verification_metrics_are_those_of_the_whole_generation_batch(short_answer_model, tokenizer, tmp_path):
+    trainer = laser_trainer(
+        short_answer_model, tokenizer, tmp_path, per_device_train_batch_size=4, steps_per_generation=2
+    )
+    eos = trainer.eos_token_ids[0]
+    verifier_rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    micro_batch = {
+        "completion_ids": torch.tensor([[5, eos]] * 4),
+        "completion_mask": torch.ones(4, 2, dtype=torch.long),
+        "verifier_rewards": verifier_rewards,
+        "self_reward_weights": torch.full((4,), 1 / 8),
+    }
+    # AUROC 1 on the first micro-batch, 0 on the second: 0.5 averaged, 12 of 16 pairs right over both
+    for scores in ([0.9, 0.1, 0.8, 0.2], [0.3, 0.7, 0.4, 0.6]):
+        trainer._log_self_verification("train", torch.tensor(scores), micro_batch)
+    assert trainer._metrics["train"]["laser/auroc"] == [pytest.approx(0.75)]
+    squared_errors = torch.tensor([0.01, 0.01, 0.04, 0.04, 0.49, 0.49, 0.36, 0.36])
+    assert trainer._metrics["train"]["laser/self_reward_mse"] == [pytest.approx(squared_errors.mean().item())]
+
+
+def test_c_ref_auto_says_once_that_it_waits_and_at_which_step_it_was_measured(
+    short_answer_model, tokenizer, tmp_path, caplog
+):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, c_ref="auto")
+    eos = trainer.eos_token_ids[0]
+
+    def never_end(module, args, output):
+        output.logits[..., eos] = -float("inf")
+        return output
+
+    hook = short_answer_model.register_forward_hook(never_end)
+    trainer.model.train()
+    transformers_logging.enable_propagation()
+    with caplog.at_level("WARNING", logger="laser_rl.trainer"):
+        generation_batch(trainer)
+        generation_batch(trainer)
+        assert trainer.c_ref is None
+        hook.remove()
+        trainer.model.eval()  # an eval batch never measures c_ref
+        generation_batch(trainer)
+        assert trainer.c_ref is None
+        trainer.model.train()
+        trainer.state.global_step = 3
+        generation_batch(trainer)
+    transformers_logging.disable_propagation()
+    assert trainer.c_ref is not None
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("waits for a finished solution" in m for m in messages) == 1
+    assert any("measured at step 3" in m for m in messages)

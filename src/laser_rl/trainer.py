@@ -28,6 +28,7 @@ from accelerate.utils import gather
 from transformers import PreTrainedModel
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 from trl import GRPOTrainer
 from trl.models.utils import prepare_deepspeed, prepare_fsdp
 from trl.trainer.utils import add_fused_lm_head, use_adapter
@@ -52,6 +53,8 @@ from laser_rl.optim import scale_row_updates
 from laser_rl.probe import SelfVerificationProbe, load_probe
 from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
+
+logger = logging.get_logger(__name__)
 
 # Keys of a generation batch that `_get_per_token_logps_and_entropies` takes for multimodal models.
 _FORWARD_KEYS = (
@@ -164,6 +167,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             where = model_settings_path(model_folder) if token_from_file else "reward_token"
             raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
         self.pad_token_id = self._tokenizer.pad_token_id
+        self._suppress_reward_token()
         _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
@@ -176,7 +180,21 @@ class LaserGRPOTrainer(GRPOTrainer):
         # Exact mode: sum and count of the reference's log pi_ref(z_c) over finished rollouts, so that a
         # saved model carries a c_ref to be scored with.
         self._reference_logp_sum, self._reference_logp_count = 0.0, 0
+        self._c_ref_waiting = False  # c_ref: auto has said once that no rollout has finished yet
         self._row_scaled = False  # z_c's row's updates scaled (reward_token_lr_scale), once per optimizer
+        # (scores, r_v, MSE weights, finished) of the generation batch's micro-batches seen so far, gathered
+        self._verification_rows: list[list[torch.Tensor]] = []
+
+    def _suppress_reward_token(self) -> None:
+        """z_c is never sampled in a rollout: a solution that wrote it would corrupt its own score (inference
+        suppresses it too, `laser_rl.generation`)."""
+        if self.use_vllm:  # SamplingParams has no suppress_tokens; -100 is vLLM's logit_bias floor
+            kwargs = self.vllm_generation.generation_kwargs
+            kwargs["logit_bias"] = {**(kwargs.get("logit_bias") or {}), self.reward_token_id: -100.0}
+            return
+        suppressed = [*(self.generation_config.suppress_tokens or []), self.reward_token_id]
+        self.generation_config.suppress_tokens = suppressed
+        self.generation_kwargs["suppress_tokens"] = suppressed  # TRL sets these on the unwrapped model too
 
     # --- the score, from the forward that computes the policy log-probs ---------------------------
 
@@ -296,7 +314,8 @@ class LaserGRPOTrainer(GRPOTrainer):
         args: LaserConfig = self.args
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
         mixing = phase == LaserPhase.SELF_REWARDING_ADVANTAGES and args.self_rewarding_advantage_coef > 0
-        return mixing or (not self.exact_mode and self.c_ref is None)
+        measuring = not self.exact_mode and self.c_ref is None and self.model.training  # never on an eval batch
+        return mixing or measuring
 
     def _generate_and_score_completions(self, inputs):
         self._forward_scores.clear()
@@ -332,10 +351,8 @@ class LaserGRPOTrainer(GRPOTrainer):
             if mode == "train":
                 self._reference_logp_sum += gather(reference_logps.masked_fill(~finished, 0.0)).sum().item()
                 self._reference_logp_count += int(all_finished.sum().item())
-        elif self.c_ref is None and all_finished.any():
-            # c_ref: auto, measured once, on the first batch with a finished solution: at step 0 the policy is
-            # pi_ref, so this is the paper's mean of log pi_ref(z_c | x, y) over its own solutions.
-            self.c_ref = gather(rollout_logps).sum().item() / all_finished.sum().item()
+        elif self.c_ref is None and mode == "train":
+            self._measure_c_ref(rollout_logps, all_finished)
         if self.c_ref is not None:
             self._metrics[mode]["laser/c_ref"].append(self.c_ref)
 
@@ -357,6 +374,27 @@ class LaserGRPOTrainer(GRPOTrainer):
             output["advantages"] = advantages.masked_fill(unjudged, 0.0)[process_slice]
             self._metrics[mode]["laser/mixed_groups"].append(mixed.float().mean().item())
         return output
+
+    def _measure_c_ref(self, rollout_logps: torch.Tensor, all_finished: torch.Tensor) -> None:
+        """c_ref: auto, measured once, on the first training batch with a finished solution: at step 0 the
+        policy is pi_ref, so this is the paper's mean of log pi_ref(z_c | x, y) over its own solutions.
+
+        Args:
+            rollout_logps: (B,) this process's log pi(z_c), 0 where truncated.
+            all_finished: (B * processes,) bool, the gathered batch's finished rows.
+        """
+        step = self.state.global_step
+        if not all_finished.any():
+            if not self._c_ref_waiting:
+                logger.warning(
+                    f"c_ref: auto waits for a finished solution: none of step {step}'s rollouts ends with an EOS "
+                    f"within max_completion_length={self.max_completion_length}; until then the self-reward loss is 0"
+                )
+                self._c_ref_waiting = True
+            return
+        self.c_ref = gather(rollout_logps).sum().item() / all_finished.sum().item()
+        if step > 0:
+            logger.warning(f"c_ref: auto measured at step {step} ({self.c_ref:.3f}), from a policy already trained")
 
     def _rollout_reward_token_logps(self, batch: dict, finished: torch.Tensor) -> torch.Tensor:
         """log pi(z_c | x, y, EOS) (B,) of the rollout under the policy that sampled it (0 where truncated).
@@ -441,15 +479,20 @@ class LaserGRPOTrainer(GRPOTrainer):
         return loss
 
     def _log_self_verification(self, mode: str, scores: torch.Tensor, inputs: dict) -> None:
-        """Self-verification metrics of this micro-batch, gathered over processes, into TRL's logs."""
-        weights, verifier_rewards = inputs["self_reward_weights"], inputs["verifier_rewards"]
+        """Self-verification metrics into TRL's logs, over the whole generation batch of every process: the
+        micro-batches are gathered and kept until the batch is complete (an AUROC does not average)."""
         _, finished = reward_token_positions(inputs["completion_ids"], inputs["completion_mask"], self.eos_token_ids)
-        scores, verifier_rewards, weights, finished = (
-            gather(x) for x in (scores, verifier_rewards.float(), weights, finished)
-        )
-        squared_error = weights * (scores - verifier_rewards) ** 2
-        if weights.sum() > 0:
-            self._metrics[mode]["laser/self_reward_mse"].append((squared_error.sum() / weights.sum()).item())
+        rows = (scores, inputs["verifier_rewards"].float(), inputs["self_reward_weights"], finished)
+        self._verification_rows.append([gather(x) for x in rows])
+        batch_rows = self.args.generation_batch_size if mode == "train" else 0  # eval: one call is one batch
+        if sum(len(seen[0]) for seen in self._verification_rows) < batch_rows:
+            return
+        batch = (torch.cat(x) for x in zip(*self._verification_rows, strict=True))
+        scores, verifier_rewards, weights, finished = batch
+        self._verification_rows.clear()
+        if weights.sum() > 0:  # weights are pre-divided by the batch's count: their sum is 1 over a full batch
+            mse = (weights * (scores - verifier_rewards) ** 2).sum() / weights.sum()
+            self._metrics[mode]["laser/self_reward_mse"].append(mse.item())
         scores, verifier_rewards = scores[finished], verifier_rewards[finished]
         correct = verifier_rewards > 0.5
         values = {
@@ -458,7 +501,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             **self_verification_metrics(scores, verifier_rewards),
         }
         for name, value in values.items():
-            if value == value:  # NaN where a class is absent: leave it out of the logged average
+            if value == value:  # NaN where a class is absent: leave it out of the log
                 self._metrics[mode][f"laser/{name}"].append(value)
 
     # --- optimizer: z_c's read-out row at its own learning rate ------------------------------------------
