@@ -243,3 +243,25 @@ def test_the_small_model_recipe_parses_with_the_settings_its_docs_measured():
     assert (config.self_reward_beta, config.self_reward_initial_score) == (0.5, 0.5)
     assert (config.self_reward_level_weight, config.reward_token_lr_scale) == (0.01, 1000.0)
     assert config.use_cpu and config.c_ref == "auto" and data_args.dataset == "additions.jsonl"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the default for a machine with no GPU")
+def test_without_a_gpu_and_no_precision_asked_it_trains_in_float32_on_the_cpu(model_dir, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": f"{a}+{a}", "answer": str(2 * a)} for a in range(8)])
+    main(["train", "--config", recipe(tmp_path, model_dir, data, use_cpu=None, bf16=None), "--max_steps", "1"])
+    assert "training in float32 on the CPU" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["dtype"] == "float32"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dataset": "missing.jsonl"}, "missing.jsonl: no such file"),
+        ({"reward": ["nonsense"]}, "--reward nonsense: no such verifier"),
+    ],
+)
+def test_the_users_own_inputs_are_checked_before_the_librarys_settings(model_dir, tmp_path, capsys, overrides, message):
+    data = write_jsonl(tmp_path / "train.jsonl", [{"problem": "1+1", "answer": "2"}])
+    # bf16 asked for on a machine without a GPU, and per_device_train_batch_size not a multiple of num_generations
+    path = recipe(tmp_path, model_dir, data, use_cpu=False, bf16=True, per_device_train_batch_size=3, **overrides)
+    assert message in run_failing(["train", "--config", path], capsys)

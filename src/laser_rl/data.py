@@ -58,6 +58,17 @@ class DataArguments:
     max_samples: int | None = field(default=None, metadata={"help": "Keep only the first N problems."})
 
 
+def check_local_dataset(args: DataArguments) -> None:
+    """Raises `LaserInputError` when no dataset is named, or a local file it names is missing or empty."""
+    if not args.dataset:
+        raise LaserInputError("dataset: no training data given (a .jsonl/.parquet file or a Hub dataset name)")
+    path = Path(args.dataset)
+    if path.suffix in _LOCAL_FORMATS and not path.is_file():
+        raise LaserInputError(f"{path}: no such file")
+    if path.suffix in _LOCAL_FORMATS and path.stat().st_size == 0:
+        raise LaserInputError(f"{path}: no problems (empty file)")
+
+
 def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
     """A dataset with TRL's `prompt` column, `answer` and `problem` columns for the reward functions, and a
     `choices` column where the data has `args.choices_column`.
@@ -69,15 +80,10 @@ def load_problems(args: DataArguments, template: str, chat: bool) -> Dataset:
     Raises `LaserInputError` naming the file or dataset when it is missing, empty, or lacks a column, and
     the row when the template shows `{choices}` and the row has none.
     """
-    if not args.dataset:
-        raise LaserInputError("dataset: no training data given (a .jsonl/.parquet file or a Hub dataset name)")
+    check_local_dataset(args)
     path = Path(args.dataset)
     try:
         if path.suffix in _LOCAL_FORMATS:
-            if not path.is_file():
-                raise LaserInputError(f"{path}: no such file")
-            if path.stat().st_size == 0:
-                raise LaserInputError(f"{path}: no problems (empty file)")
             data = load_dataset(_LOCAL_FORMATS[path.suffix], data_files=str(path), split="train")
         else:
             data = load_dataset(args.dataset, args.dataset_config, split=args.dataset_split)

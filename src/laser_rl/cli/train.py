@@ -41,6 +41,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> None:
     for category, module in _QUIET:
         warnings.filterwarnings("ignore", category=category, module=module)
+    _check_user_inputs(args.train_argv)
     from transformers import AutoTokenizer
     from trl import get_peft_config
 
@@ -52,8 +53,9 @@ def run(args: argparse.Namespace) -> None:
     from laser_rl.trainer import LaserGRPOTrainer
     from laser_rl.verifiers import resolve_reward_weights, resolve_verifier
 
+    argv = _cpu_default(args.train_argv)
     try:
-        data_args, config, model_args, judge_args = train_parser().parse_args_and_config(args.train_argv)
+        data_args, config, model_args, judge_args = train_parser().parse_args_and_config(argv)
     except (ValueError, FileNotFoundError) as error:  # unknown YAML keys, bad values, missing config file
         raise LaserInputError(str(error).splitlines()[0]) from error
     if not model_args.model_name_or_path:
@@ -102,6 +104,48 @@ def run(args: argparse.Namespace) -> None:
     trainer.save_model(config.output_dir)
     if trainer.accelerator.is_main_process:
         print(f"laser train: model saved to {config.output_dir}", file=sys.stderr)
+
+
+def _check_user_inputs(argv: list[str]) -> None:
+    """The user's own inputs (the data file, the verifier names) checked before the library's settings, whose
+    errors would otherwise come first."""
+    from trl import TrlParser
+
+    from laser_rl.data import DataArguments, check_local_dataset
+    from laser_rl.llm_judge import JudgeArguments
+    from laser_rl.verifiers import resolve_verifier
+
+    try:
+        data_args, _, _ = TrlParser((DataArguments, JudgeArguments)).parse_args_and_config(
+            argv, return_remaining_strings=True
+        )
+    except (ValueError, FileNotFoundError, SystemExit):  # the full parse words these
+        return
+    check_local_dataset(data_args)
+    for spec in data_args.reward:
+        if spec != "judge":  # the judge's settings are checked with the rest
+            resolve_verifier(spec, "--reward")
+
+
+def _cpu_default(argv: list[str]) -> list[str]:
+    """`argv`, asking for float32 on the CPU when no GPU is visible and neither the flags nor the recipe
+    choose a precision or device (transformers would stop on its bf16 default)."""
+    import torch
+    import yaml
+
+    if torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return argv
+    chosen = {arg.lstrip("-").split("=")[0].replace("-", "_") for arg in argv if arg.startswith("--")}
+    if "--config" in argv and argv.index("--config") + 1 < len(argv):
+        try:
+            recipe = yaml.safe_load(Path(argv[argv.index("--config") + 1]).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):  # the full parse words these
+            recipe = None
+        chosen |= set(recipe) if isinstance(recipe, dict) else set()
+    if chosen & {"bf16", "fp16", "use_cpu"}:
+        return argv
+    print("laser train: no GPU visible: training in float32 on the CPU (--use_cpu true --bf16 false)", file=sys.stderr)
+    return ["--use_cpu", "true", "--bf16", "false", *argv]
 
 
 def train_parser():
