@@ -27,7 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from benchmarks.common import print_table
 from laser_rl import LaserConfig, LaserGRPOTrainer
 from laser_rl.demo.task import exact_match_reward, sample_problems
-from laser_rl.model_settings import read_model_settings
+from laser_rl.model_settings import ModelSettings
 from laser_rl.models import resolve_model
 from laser_rl.prompts import prompt_settings, render_prompts
 from laser_rl.scoring import DEFAULT_BETA_V, eos_logprobs, token_stats
@@ -103,8 +103,8 @@ def main() -> None:
     torch.set_num_threads(2)
 
     model_dir = resolve_model(args.model)
-    stored = read_model_settings(model_dir)
-    reward_token = args.reward_token or stored.get("reward_token") or DEFAULT_REWARD_TOKEN
+    stored = ModelSettings.read(model_dir)
+    reward_token = args.reward_token or stored.reward_token or DEFAULT_REWARD_TOKEN
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     template, chat = prompt_settings(tokenizer, stored, args.prompt_template, None)
     calibration = sample_problems(args.problems, "train", seed=3)

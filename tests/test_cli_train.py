@@ -151,10 +151,10 @@ def test_shipped_recipes_parse_with_the_paper_settings(name):
     assert (config.reasoning_warmup_steps, config.self_reward_warmup_steps) == (200, 200)
     assert config.num_generations == 8 and config.learning_rate == 1e-6 and config.c_ref < -20
     assert config.activation_checkpointing  # transformers 5's name; `gradient_checkpointing` is a deprecated alias
-    assert data_args.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
+    assert config.prompt_template.replace("{problem}", "P").endswith("within \\boxed{}.")
     if name.startswith("general-reasoning"):  # multiple choice: the options shown, the letter checked
         assert data_args.reward == ["choice"] and data_args.choices_column == "options"
-        assert "{choices}" in data_args.prompt_template
+        assert "{choices}" in config.prompt_template
 
 
 def test_the_model_folders_laser_config_sets_z_c_c_ref_and_prompts_and_the_run_carries_them(model_dir, tmp_path):
@@ -260,7 +260,9 @@ def test_without_a_gpu_and_no_precision_asked_it_trains_in_float32_on_the_cpu(mo
         ({"reward": ["nonsense"]}, "--reward nonsense: no such verifier"),
     ],
 )
-def test_the_users_own_inputs_are_checked_before_the_librarys_settings(model_dir, tmp_path, capsys, overrides, message):
+def test_the_users_own_inputs_are_checked_before_the_librarys_settings(
+    model_dir, tmp_path, capsys, overrides, message
+):
     data = write_jsonl(tmp_path / "train.jsonl", [{"problem": "1+1", "answer": "2"}])
     # bf16 asked for on a machine without a GPU, and per_device_train_batch_size not a multiple of num_generations
     path = recipe(tmp_path, model_dir, data, use_cpu=False, bf16=True, per_device_train_batch_size=3, **overrides)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from laser_rl.errors import LaserInputError
-from laser_rl.model_settings import LASER_CONFIG, read_model_settings, write_model_settings
+from laser_rl.model_settings import LASER_CONFIG, ModelSettings
 from laser_rl.models import MODELS, PULL_RECORD, pull, resolve_model
 from laser_rl.prompts import DEFAULT_PROMPT_TEMPLATE
 from laser_rl.scoring import scoring_settings
@@ -67,12 +67,39 @@ def test_an_interrupted_pull_is_started_again_never_loaded(tmp_path, monkeypatch
 
 
 def test_model_settings_merge_and_name_the_file_and_field(tmp_path):
-    write_model_settings(tmp_path, {"reward_token": "<|reward|>", "c_ref": -7.0})
-    write_model_settings(tmp_path, {"self_reward_beta": 0.2, "c_ref": None})
-    assert read_model_settings(tmp_path) == {"reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2}
-    (tmp_path / LASER_CONFIG).write_text('{"c_ref": "low"}')
-    with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: field 'c_ref'"):
-        read_model_settings(tmp_path)
+    ModelSettings(reward_token="<|reward|>", c_ref=-7.0).write(tmp_path)
+    ModelSettings(self_reward_beta=0.2, c_ref=None).write(tmp_path)
+    assert ModelSettings.read(tmp_path) == ModelSettings(reward_token="<|reward|>", c_ref=-7.0, self_reward_beta=0.2)
+    assert json.loads((tmp_path / LASER_CONFIG).read_text()) == {
+        "reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2
+    }  # fmt: skip
+    for text, field in [
+        ('{"c_ref": "low"}', "c_ref"),
+        ('{"chat": 1}', "chat"),
+        ('{"c_ref_solutions": 2.5}', "c_ref_solutions"),
+    ]:
+        (tmp_path / LASER_CONFIG).write_text(text)
+        with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: field '{field}'"):
+            ModelSettings.read(tmp_path)
+        with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: field '{field}'"):  # named, not overwritten
+            ModelSettings(c_ref=-1.0).write(tmp_path)
+
+
+def test_a_stored_c_ref_is_matched_to_z_c_by_id(tokenizer, tmp_path):
+    reward_id = tokenizer.convert_tokens_to_ids("<|reward|>")
+    stored = ModelSettings(reward_token="<|reward|>", c_ref=-7.0)
+    assert stored.measured_for(reward_id, tokenizer, tmp_path)
+    assert not stored.measured_for(reward_id + 1, tokenizer, tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    stored.write(tmp_path)
+    by_id = scoring_settings(tokenizer, str(tmp_path), reward_token=str(reward_id))
+    assert (by_id.reward_token, by_id.c_ref) == ("<|reward|>", -7.0)
+
+
+def test_the_initial_score_moves_the_stored_c_ref_and_reads_back():
+    settings = ModelSettings.scored_with(-40.0, 0.5, 0.5, reward_token="<|reward|>")
+    assert settings.c_ref == -41.0 and settings.reference_c_ref == -40.0
+    assert ModelSettings(c_ref=-41.0, self_reward_beta=0.5).reference_c_ref == -41.0
 
 
 def test_scoring_settings_come_from_flags_then_the_folder_then_defaults(tokenizer, tmp_path):
@@ -82,12 +109,13 @@ def test_scoring_settings_come_from_flags_then_the_folder_then_defaults(tokenize
     defaults = scoring_settings(tokenizer, str(tmp_path), reward_token="<|reward|>", need_c_ref=False)
     assert (defaults.reward_token, defaults.c_ref, defaults.beta_v) == ("<|reward|>", None, 0.1)
     assert (defaults.prompt_template, defaults.chat) == (DEFAULT_PROMPT_TEMPLATE, False)
-    stored = {"reward_token": "<|reward|>", "c_ref": -7.0, "self_reward_beta": 0.2, "prompt_template": "Q: {problem}="}
-    write_model_settings(tmp_path, stored)
+    ModelSettings(reward_token="<|reward|>", c_ref=-7.0, self_reward_beta=0.2, prompt_template="Q: {problem}=").write(
+        tmp_path
+    )
     from_folder = scoring_settings(tokenizer, str(tmp_path))
     assert (from_folder.c_ref, from_folder.beta_v, from_folder.prompt_template) == (-7.0, 0.2, "Q: {problem}=")
     flags = scoring_settings(tokenizer, str(tmp_path), c_ref=-3.0, beta_v=0.5, prompt_template="{problem}")
     assert (flags.c_ref, flags.beta_v, flags.prompt_template) == (-3.0, 0.5, "{problem}")
-    write_model_settings(tmp_path, {"reward_token": "<|absent|>"})
+    ModelSettings(reward_token="<|absent|>").write(tmp_path)
     with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: .*not a single token"):
         scoring_settings(tokenizer, str(tmp_path))

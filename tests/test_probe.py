@@ -110,13 +110,13 @@ def test_a_bad_probe_file_is_one_line_naming_it(tokenizer, tmp_path, change, mes
 def test_laser_trainer_logs_the_probe_at_step_0_and_every_probe_steps(short_answer_model, tokenizer, tmp_path):
     records = probe_records()
     start_logps, labels = independent_logps(short_answer_model, tokenizer, records)
-    args = LaserConfig(**laser_fields(tmp_path, max_steps=4, probe_file=str(write_probe(tmp_path, records)),
-                                      probe_steps=2, logging_steps=3))  # fmt: skip
+    probe_file = str(write_probe(tmp_path, records))
+    args = LaserConfig(**laser_fields(tmp_path, max_steps=4, probe_file=probe_file, probe_steps=2, logging_steps=3,
+                                      prompt_template=TEMPLATE, chat=False))  # fmt: skip
     trainer = LaserGRPOTrainer(
         model=short_answer_model, reward_funcs=even_length_reward, args=args, train_dataset=dataset(),
         processing_class=tokenizer,
     )  # fmt: skip
-    trainer.prompt_settings = {"prompt_template": TEMPLATE, "chat": False}
     trainer.train()
     history = probe_history(trainer.state.log_history)
     assert [step for step, _ in history["auroc"]] == [0, 2, 4]

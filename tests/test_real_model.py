@@ -14,7 +14,7 @@ import torch
 from laser_rl.cli import main
 from laser_rl.generation import load_model, load_tokenizer
 from laser_rl.jsonl import read_jsonl
-from laser_rl.model_settings import read_model_settings
+from laser_rl.model_settings import ModelSettings
 from laser_rl.models import pull
 from laser_rl.prompts import render_prompts
 
@@ -55,9 +55,9 @@ def test_calibrate_train_reload_generate_score_on_the_real_model(model_dir, prob
     # calibrate: the best unused special token and its c_ref, stored with the prompts they were measured on
     main(["calibrate", "--model", str(model_dir), "--data", str(problems_file), "--n", "4"]
          + ["--max-new-tokens", "32", "--prompt-template", TEMPLATE, "--suggest", "--save"])  # fmt: skip
-    calibrated = read_model_settings(model_dir)
-    assert calibrated["chat"] is True and calibrated["prompt_template"] == TEMPLATE
-    assert calibrated["c_ref"] < -20 and calibrated["c_ref_solutions"] > 0
+    calibrated = ModelSettings.read(model_dir)
+    assert calibrated.chat is True and calibrated.prompt_template == TEMPLATE
+    assert calibrated.c_ref < -20 and calibrated.c_ref_solutions > 0
 
     # two LaSeR steps, alpha > 0 then tau > 0, with z_c, c_ref and the prompts taken from laser_config.json
     run = tmp_path / "run"
@@ -70,11 +70,11 @@ def test_calibrate_train_reload_generate_score_on_the_real_model(model_dir, prob
     history = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     assert [entry["laser/phase"] for entry in history if "laser/phase" in entry] == [1.0, 2.0]
     for folder in (run, run / "checkpoint-1", run / "checkpoint-2"):
-        carried = read_model_settings(folder)
-        assert {key: carried[key] for key in ("reward_token", "c_ref", "prompt_template", "chat")} == {
-            key: calibrated[key] for key in ("reward_token", "c_ref", "prompt_template", "chat")
-        }
-        assert carried["self_reward_beta"] == 0.1
+        carried = ModelSettings.read(folder)
+        assert (carried.reward_token, carried.c_ref, carried.prompt_template, carried.chat) == (
+            calibrated.reward_token, calibrated.c_ref, calibrated.prompt_template, calibrated.chat
+        )  # fmt: skip
+        assert carried.self_reward_beta == 0.1
     assert "2510.14943" in (run / "README.md").read_text()
 
     # the saved model reloads, and generate needs no flag to score with it: the in-pass score equals a

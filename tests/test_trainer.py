@@ -369,18 +369,18 @@ def test_body_grad_scale_0_keeps_the_self_reward_loss_out_of_the_body(short_answ
 
 
 def test_initial_score_moves_every_score_and_the_saved_c_ref_reads_them_back(short_answer_model, tokenizer, tmp_path):
-    from laser_rl.model_settings import read_model_settings, reference_c_ref
+    from laser_rl.model_settings import ModelSettings
 
     trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_initial_score=0.5)
     logps = torch.tensor([-5.0, -3.0, -8.0])
     torch.testing.assert_close(trainer._scores(logps, {}), BETA_V * (logps - C_REF) + 0.5)
     folder = tmp_path / "saved"
     trainer.save_model(str(folder))
-    stored = read_model_settings(folder)
-    assert stored["c_ref"] == pytest.approx(C_REF - 0.5 / BETA_V) and stored["self_reward_initial_score"] == 0.5
+    stored = ModelSettings.read(folder)
+    assert stored.c_ref == pytest.approx(C_REF - 0.5 / BETA_V) and stored.self_reward_initial_score == 0.5
     # what `laser score` computes from the folder alone is the training score
-    assert BETA_V * (-5.0 - stored["c_ref"]) == pytest.approx(trainer._scores(logps, {})[0].item())
-    assert reference_c_ref(stored) == pytest.approx(C_REF)
+    assert BETA_V * (-5.0 - stored.c_ref) == pytest.approx(trainer._scores(logps, {})[0].item())
+    assert stored.reference_c_ref == pytest.approx(C_REF)
     # a run from that folder with c_ref auto starts from the same reference mean, whatever its own initial score
     again = LaserGRPOTrainer(
         model=str(folder), reward_funcs=even_length_reward, train_dataset=dataset(), processing_class=tokenizer,
@@ -470,3 +470,22 @@ def test_c_ref_auto_says_once_that_it_waits_and_at_which_step_it_was_measured(
     messages = [record.getMessage() for record in caplog.records]
     assert sum("waits for a finished solution" in m for m in messages) == 1
     assert any("measured at step 3" in m for m in messages)
+
+
+def test_a_model_trained_from_python_carries_its_prompt_settings(short_answer_model, tokenizer, tmp_path):
+    from laser_rl.model_settings import ModelSettings
+
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, prompt_template="Q: {problem}=", chat=False)
+    trainer.save_model(str(tmp_path / "first"))
+    first = ModelSettings.read(tmp_path / "first")
+    assert (first.prompt_template, first.chat, first.reward_token) == ("Q: {problem}=", False, REWARD_TOKEN)
+    # a second run from that folder, given no prompt settings, keeps them; its z_c given by id matches by id
+    again = LaserGRPOTrainer(
+        model=str(tmp_path / "first"), reward_funcs=even_length_reward, train_dataset=dataset(),
+        processing_class=tokenizer,
+        args=LaserConfig(**laser_fields(tmp_path, c_ref="auto", reward_token=str(trainer.reward_token_id))),
+    )  # fmt: skip
+    assert again.c_ref == pytest.approx(C_REF)
+    again.save_model(str(tmp_path / "second"))
+    second = ModelSettings.read(tmp_path / "second")
+    assert (second.prompt_template, second.chat, second.c_ref) == ("Q: {problem}=", False, pytest.approx(C_REF))

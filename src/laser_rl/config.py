@@ -64,6 +64,10 @@ class LaserConfig(GRPOConfig):
             and every `probe_steps` steps and logged as `probe/auroc`, `probe/f1`, `probe/ece`, ...
             (see `laser_rl.probe`): whether the score learns, on solutions RL does not choose.
         probe_steps (`int` or `None`): steps between probes; `None` means `logging_steps`.
+        prompt_template (`str` or `None`), chat (`bool` or `None`): how the training prompts were made from
+            problems (see `laser_rl.prompts`), saved with the model so that `laser generate` and `laser score`
+            prompt it the same way. `None`: the model folder's laser_config.json, else not saved (the
+            commands' defaults). `laser train` sets both.
     """
 
     reward_token: str | None = field(
@@ -141,6 +145,22 @@ class LaserConfig(GRPOConfig):
         default=None, metadata={"help": "Steps between two probes of probe_file; default: logging_steps."}
     )
 
+    prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt text in which {problem} is replaced by the problem and {choices} by its options (A. ...); "
+            "other braces stay. Saved with the model. Default: the model folder's laser_config.json, else the "
+            "step-by-step \\boxed{} prompt (laser_rl.prompts)."
+        },
+    )
+    chat: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Send prompts as chat messages, so that TRL applies the tokenizer's chat template. Saved with the "
+            "model. Default: the model folder's laser_config.json, else on when the tokenizer has a chat template."
+        },
+    )
+
     def __post_init__(self):
         super().__post_init__()
         if self.reward_token is not None:
@@ -173,6 +193,8 @@ class LaserConfig(GRPOConfig):
             raise ValueError(f"self_reward_initial_score must be in [0, 1), got {self.self_reward_initial_score}")
         if not 0 <= self.self_reward_body_grad_scale <= 1:
             raise ValueError(f"self_reward_body_grad_scale must be in [0, 1], got {self.self_reward_body_grad_scale}")
+        if self.prompt_template is not None and "{problem}" not in self.prompt_template:
+            raise ValueError(f"prompt_template must contain {{problem}}, got {self.prompt_template!r}")
         if self.probe_steps is not None and self.probe_steps < 1:
             raise ValueError(f"probe_steps must be >= 1, got {self.probe_steps}")
         for name in ("reasoning_warmup_steps", "self_reward_warmup_steps"):

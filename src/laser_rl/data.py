@@ -40,21 +40,6 @@ class DataArguments:
             "laser_rl.verifiers). Several are summed with reward_weights (non-negative, summing to 1; equal if unset)."
         },
     )
-    prompt_template: str | None = field(
-        default=None,
-        metadata={
-            "help": "Prompt text in which {problem} is replaced by the problem and {choices} by its options (A. ...); "
-            "other braces stay. Default: the model "
-            "folder's laser_config.json, else the step-by-step \\boxed{} prompt (laser_rl.prompts)."
-        },
-    )
-    chat: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Send prompts as chat messages, so that TRL applies the tokenizer's chat template. Default: the "
-            "model folder's laser_config.json, else on when the tokenizer has a chat template."
-        },
-    )
     max_samples: int | None = field(default=None, metadata={"help": "Keep only the first N problems."})
 
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from laser_rl.errors import LaserInputError
+from laser_rl.model_settings import ModelSettings
 
 _PLACEHOLDER = re.compile(r"\{(problem|choices)\}")
 
@@ -22,14 +23,14 @@ DEFAULT_PROMPT_TEMPLATE = "{problem}\nPlease reason step by step, and put your f
 
 
 def prompt_settings(
-    tokenizer: PreTrainedTokenizerBase, model_settings: dict, template: str | None, chat: bool | None
+    tokenizer: PreTrainedTokenizerBase, stored: ModelSettings, template: str | None, chat: bool | None
 ) -> tuple[str, bool]:
-    """(template, chat): the given values, else the model folder's, else the defaults."""
-    template = template or model_settings.get("prompt_template") or DEFAULT_PROMPT_TEMPLATE
+    """(template, chat): the given values, else the model folder's (`stored`), else the defaults."""
+    template = template or stored.prompt_template or DEFAULT_PROMPT_TEMPLATE
     if "{problem}" not in template:
         raise LaserInputError(f"prompt_template must contain {{problem}}, got {template!r}")
     if chat is None:
-        chat = model_settings.get("chat", tokenizer.chat_template is not None)
+        chat = stored.chat if stored.chat is not None else tokenizer.chat_template is not None
     if chat and tokenizer.chat_template is None:
         raise LaserInputError("chat is on but the tokenizer has no chat template")
     return template, chat

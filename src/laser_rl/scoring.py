@@ -18,7 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from laser_rl.core import self_reward_scores
 from laser_rl.errors import LaserInputError
-from laser_rl.model_settings import model_settings_path, read_model_settings
+from laser_rl.model_settings import ModelSettings, settings_path
 from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
 
@@ -53,22 +53,19 @@ def scoring_settings(
 ) -> ScoringSettings:
     """Each setting from its argument, else the model folder's laser_config.json, else the default.
 
-    c_ref from laser_config.json is used only if it was measured for the same reward token.
+    c_ref from laser_config.json is used only if it was measured for the same reward token (by id).
     Raises `LaserInputError` naming the file or flag that is wrong, or that c_ref is known nowhere.
     """
-    stored = read_model_settings(model)
-    where = model_settings_path(model)
-    if reward_token is None and "reward_token" in stored:
-        try:
-            token_id = resolve_reward_token(tokenizer, stored["reward_token"])
-        except LaserInputError as error:
-            raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
+    stored = ModelSettings.read(model)
+    where = settings_path(model)
+    if reward_token is None and (stored.reward_token or stored.reward_token_id) is not None:
+        token_id = stored.token_id(tokenizer, model)
     else:
         token_id = _default_or_given_token(tokenizer, reward_token)
     token = tokenizer.convert_ids_to_tokens(token_id)
-    if c_ref is None and stored.get("c_ref") is not None:
-        if stored.get("reward_token_id", token_id) == token_id and stored.get("reward_token", token) == token:
-            c_ref = float(stored["c_ref"])
+    if c_ref is None and stored.c_ref is not None:
+        if stored.measured_for(token_id, tokenizer, model):
+            c_ref = stored.c_ref
         elif need_c_ref:
             raise LaserInputError(f"no --c-ref given and {where} has a c_ref for another token; pass --c-ref")
     if c_ref is None and need_c_ref:
@@ -76,7 +73,7 @@ def scoring_settings(
             f"no --c-ref given and {where} has no c_ref; "
             f"run `laser calibrate --model {model} --data FILE --save` or pass --c-ref"
         )
-    beta_v = beta_v or stored.get("self_reward_beta") or DEFAULT_BETA_V
+    beta_v = beta_v or stored.self_reward_beta or DEFAULT_BETA_V
     template, chat = prompt_settings(tokenizer, stored, prompt_template, chat)
     return ScoringSettings(token, token_id, c_ref, float(beta_v), template, chat)
 

@@ -44,10 +44,9 @@ from laser_rl.core import (
     self_reward_scores,
     self_rewarding_advantages,
 )
-from laser_rl.errors import LaserInputError
 from laser_rl.generation import RewardTokenRecorder
 from laser_rl.metrics import self_verification_metrics
-from laser_rl.model_settings import model_settings_path, read_model_settings, reference_c_ref, write_model_settings
+from laser_rl.model_settings import ModelSettings
 from laser_rl.models import resolve_model
 from laser_rl.optim import scale_row_updates
 from laser_rl.probe import SelfVerificationProbe, load_probe
@@ -82,9 +81,10 @@ class LaserGRPOTrainer(GRPOTrainer):
 
     A `reward_token` left unset in `args` is read from the model folder's laser_config.json (written
     by `laser calibrate --save` or by an earlier LaSeR run) and set in `args`; so is c_ref when
-    `args.c_ref` is "auto", else it is measured on the first generation batch (`self.c_ref`). Every
-    save (checkpoints and `save_model`) writes laser_config.json with z_c, c_ref, beta_v and
-    `prompt_settings`, so that the saved model carries what scoring it needs.
+    `args.c_ref` is "auto", else it is measured on the first generation batch (`self.c_ref`); so are
+    `args.prompt_template` and `args.chat`. Every save (checkpoints and `save_model`) writes
+    laser_config.json with z_c, c_ref, beta_v and the prompt settings, so that the saved model carries
+    what scoring it needs.
     """
 
     _tag_names = ["trl", "grpo", "laser"]
@@ -129,18 +129,12 @@ class LaserGRPOTrainer(GRPOTrainer):
         if not isinstance(args, LaserConfig):
             raise TypeError(f"args must be a LaserConfig, got {type(args).__name__}")
         model_folder = model if isinstance(model, str) else model.config._name_or_path
-        stored = read_model_settings(model_folder)
-        token_from_file = args.reward_token is None and "reward_token" in stored
-        args.reward_token = args.reward_token or stored.get("reward_token") or DEFAULT_REWARD_TOKEN
+        stored = ModelSettings.read(model_folder)
+        token_from_file = args.reward_token is None and stored.reward_token is not None
+        args.reward_token = args.reward_token or stored.reward_token or DEFAULT_REWARD_TOKEN
+        args.prompt_template = args.prompt_template or stored.prompt_template
+        args.chat = stored.chat if args.chat is None else args.chat
         self.exact_mode = args.c_ref == "exact"
-        # The constant c_ref: given, or calibrated for this z_c, or (None) to be measured on the first batch.
-        self.c_ref: float | None = args.c_ref if isinstance(args.c_ref, float) else None
-        if (
-            args.c_ref == "auto"
-            and stored.get("c_ref") is not None
-            and stored.get("reward_token") == args.reward_token
-        ):
-            self.c_ref = reference_c_ref(stored)
         # Exact mode needs pi_ref; copy the policy before GRPOTrainer patches and wraps it.
         is_peft = peft_config is not None or hasattr(model, "peft_config")
         needs_reference = self.exact_mode and args.beta == 0.0 and not is_peft
@@ -161,17 +155,19 @@ class LaserGRPOTrainer(GRPOTrainer):
             rollout_func,
             environment_factory,
         )
-        try:
+        if token_from_file:
+            self.reward_token_id = stored.token_id(self._tokenizer, model_folder)
+        else:
             self.reward_token_id = resolve_reward_token(self._tokenizer, args.reward_token)
-        except LaserInputError as error:
-            where = model_settings_path(model_folder) if token_from_file else "reward_token"
-            raise LaserInputError(f"{where}: {str(error).removeprefix('reward_token: ')}") from None
+        # The constant c_ref: given, or calibrated for this z_c, or (None) to be measured on the first batch.
+        self.c_ref: float | None = args.c_ref if isinstance(args.c_ref, float) else None
+        if args.c_ref == "auto" and stored.measured_for(self.reward_token_id, self._tokenizer, model_folder):
+            self.c_ref = stored.reference_c_ref
         self.pad_token_id = self._tokenizer.pad_token_id
         self._suppress_reward_token()
         _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
-        self.prompt_settings: dict = {}  # how problems became prompts (template, chat), saved with the model
         # (per-token log-probs returned to TRL, log pi(z_c) (B,)) of each forward since the last reset:
         # a score is found by the identity of the tensor TRL stores under a name (see `_reward_token_logps_of`).
         self._forward_scores: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -531,53 +527,47 @@ class LaserGRPOTrainer(GRPOTrainer):
                 raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {self.args.output_dir}")
         if resume_from_checkpoint and not self.exact_mode and not isinstance(self.args.c_ref, float):
             # c_ref: auto was measured at the start of the run; a resumed run takes it from its checkpoint.
-            stored = read_model_settings(resume_from_checkpoint)
-            if stored.get("c_ref") is not None:
-                self.c_ref = reference_c_ref(stored)
+            stored = ModelSettings.read(resume_from_checkpoint)
+            if stored.c_ref is not None:
+                self.c_ref = stored.reference_c_ref
         probing = any(isinstance(c, SelfVerificationProbe) for c in self.callback_handler.callbacks)
         if self.args.probe_file and not probing:
             self.add_callback(self._self_verification_probe())  # read before any step: a bad file stops here
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _self_verification_probe(self) -> SelfVerificationProbe:
-        """The held-out probe of `args.probe_file`, prompted as the training data is (the prompt settings
-        given to the trainer, else the model folder's, else the defaults)."""
-        model_folder = self.accelerator.unwrap_model(self.model).config._name_or_path
-        stored = read_model_settings(model_folder) | self.prompt_settings
-        template, chat = prompt_settings(self._tokenizer, stored, None, None)
+        """The held-out probe of `args.probe_file`, prompted as the training data is (`args.prompt_template`
+        and `args.chat`, else the defaults)."""
+        template, chat = prompt_settings(self._tokenizer, ModelSettings(), self.args.prompt_template, self.args.chat)
         eos = self.eos_token_ids[0]
         probe = load_probe(self.args.probe_file, self._tokenizer, eos, template, chat)
         return SelfVerificationProbe(
-            self, probe, self.reward_token_id, lambda: self.model_settings()["c_ref"], self.args.self_reward_beta,
+            self, probe, self.reward_token_id, lambda: self.model_settings().c_ref, self.args.self_reward_beta,
             self.args.probe_steps, self.args.per_device_eval_batch_size,
         )  # fmt: skip
 
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            write_model_settings(output_dir or self.args.output_dir, self.model_settings())
+            self.model_settings().write(output_dir or self.args.output_dir)
 
-    def model_settings(self) -> dict:
-        """What laser_config.json holds for this model: z_c, c_ref, beta_v and the prompt settings.
-
-        c_ref is the one scores are read with: the reference mean moved by the initial score (see
-        `model_settings.reference_c_ref`). In exact mode the reference mean is that of log pi_ref(z_c | x, y)
-        over the finished rollouts seen so far.
-        """
+    def model_settings(self) -> ModelSettings:
+        """What laser_config.json holds for this model: z_c, c_ref (moved by the initial score, see
+        `ModelSettings.scored_with`), beta_v and the prompt settings. In exact mode the reference mean is that
+        of log pi_ref(z_c | x, y) over the finished rollouts seen so far."""
         args: LaserConfig = self.args
         c_ref = self.c_ref
         if self.exact_mode and self._reference_logp_count:
             c_ref = self._reference_logp_sum / self._reference_logp_count
-        if c_ref is not None:
-            c_ref -= args.self_reward_initial_score / args.self_reward_beta
-        return {
-            "reward_token": self._tokenizer.convert_ids_to_tokens(self.reward_token_id),
-            "reward_token_id": self.reward_token_id,
-            "c_ref": c_ref,
-            "self_reward_beta": args.self_reward_beta,
-            "self_reward_initial_score": args.self_reward_initial_score,
-            **self.prompt_settings,
-        }
+        return ModelSettings.scored_with(
+            c_ref,
+            args.self_reward_beta,
+            args.self_reward_initial_score,
+            reward_token=self._tokenizer.convert_ids_to_tokens(self.reward_token_id),
+            reward_token_id=self.reward_token_id,
+            prompt_template=args.prompt_template,
+            chat=args.chat,
+        )
 
     def _prepare_reference(self, reference: PreTrainedModel | None) -> torch.nn.Module:
         """A frozen copy of the initial policy for exact mode, placed like TRL places its ref model."""

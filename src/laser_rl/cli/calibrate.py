@@ -28,7 +28,7 @@ from laser_rl.cli.generate import (
 from laser_rl.errors import LaserInputError
 from laser_rl.generation import load_model, load_tokenizer
 from laser_rl.jsonl import check_responses, load_records
-from laser_rl.model_settings import read_model_settings, write_model_settings
+from laser_rl.model_settings import ModelSettings
 from laser_rl.models import resolve_model
 from laser_rl.prompts import prompt_settings, record_prompts
 from laser_rl.scoring import TokenStats, candidate_reward_tokens, eos_logprobs, suggest_reward_tokens, token_stats
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
     model_dir = resolve_model(args.model)
     tokenizer = load_tokenizer(model_dir)
     template, chat = prompt_settings(
-        tokenizer, read_model_settings(model_dir), args.prompt_template, args.chat_template
+        tokenizer, ModelSettings.read(model_dir), args.prompt_template, args.chat_template
     )
     prompts = record_prompts(tokenizer, records, template, chat)
     if args.suggest:
@@ -93,16 +93,16 @@ def run(args: argparse.Namespace) -> None:
     if bound > -5:  # Z(x, y) - 1 ~ pi_ref(z_c) e^(1/beta_v) must be small: e^-13 in the paper, e^-5 at most
         print(f"warning: exp(c_ref + 2 std + 1/beta_v) = {math.exp(bound):.3g} is not << 1, so Z(x, y) ~ 1 fails")
     if args.save:
-        stored = {
-            "reward_token": best.token,
-            "reward_token_id": best.token_id,
-            "c_ref": best.mean,
-            "c_ref_std": best.std,
-            "c_ref_solutions": best.count,
-            "prompt_template": template,
-            "chat": chat,
-        }
-        print(f"wrote {write_model_settings(model_dir, stored)}")
+        measured = ModelSettings(
+            reward_token=best.token,
+            reward_token_id=best.token_id,
+            c_ref=best.mean,
+            c_ref_std=best.std,
+            c_ref_solutions=best.count,
+            prompt_template=template,
+            chat=chat,
+        )
+        print(f"wrote {measured.write(model_dir)}")
 
 
 def _check_responses_if_any(record: dict) -> str | None:

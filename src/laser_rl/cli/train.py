@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> None:
     from trl import get_peft_config
 
     from laser_rl.data import load_problems
-    from laser_rl.model_settings import read_model_settings
+    from laser_rl.model_settings import ModelSettings
     from laser_rl.models import resolve_model
     from laser_rl.prompts import prompt_settings, render_prompts
     from laser_rl.tokens import check_reward_token_unused
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> None:
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         where = "a folder without a tokenizer" if Path(model).is_dir() else "no such folder, nor loadable from the Hub"
         raise LaserInputError(f"model_name_or_path {model_args.model_name_or_path}: {where} ({reason})") from None
-    template, chat = prompt_settings(tokenizer, read_model_settings(model), data_args.prompt_template, data_args.chat)
+    template, chat = prompt_settings(tokenizer, ModelSettings.read(model), config.prompt_template, config.chat)
+    config.prompt_template, config.chat = template, chat  # saved with the model
     config.model_init_kwargs = {
         "revision": model_args.model_revision,
         "attn_implementation": model_args.attn_implementation,
@@ -94,7 +95,6 @@ def run(args: argparse.Namespace) -> None:
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
     )
-    trainer.prompt_settings = {"prompt_template": template, "chat": chat}
     problems = [row["prompt"] if isinstance(row["prompt"], str) else row["prompt"][-1]["content"] for row in dataset]
     check_reward_token_unused(
         tokenizer, trainer.reward_token_id, render_prompts(tokenizer, problems, "{problem}", chat), data_args.dataset

@@ -46,7 +46,7 @@ from laser_rl.generation import generate_with_scores
 from laser_rl.grading import extract_last_boxed
 from laser_rl.jsonl import write_jsonl_atomic, write_text_atomically
 from laser_rl.metrics import cross_fitted_metrics
-from laser_rl.model_settings import write_model_settings
+from laser_rl.model_settings import ModelSettings
 from laser_rl.probe import SelfVerificationProbe, load_probe, probe_history
 from laser_rl.prompts import record_prompts
 from laser_rl.report import evaluate_records, format_number, nan_to_none, write_report
@@ -346,7 +346,7 @@ def _finish(name: str, checkpoint: Path, model_dir: Path, settings: DemoSettings
     `model_dir`."""
     AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(model_dir)
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(model_dir)
-    write_model_settings(model_dir, _carried_settings(c_ref, settings))
+    _carried_settings(c_ref, settings).write(model_dir)
     log_history = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())["log_history"]
     (model_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
 
@@ -366,7 +366,7 @@ def write_probe(out_dir: Path, problems: int, seed: int, c_ref: dict, beta_v: fl
 def scoring_c_ref(c_ref: dict, settings: DemoSettings) -> float:
     """The c_ref the demo's models are scored with: the start model's mean log pi(z_c), moved so that a
     solution of the start model scores `settings.initial_score`."""
-    return c_ref["mean"] - settings.initial_score / settings.self_reward_beta
+    return _carried_settings(c_ref, settings).c_ref
 
 
 def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
@@ -398,21 +398,21 @@ def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
         best = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *(s.text for _, s in finished)])[0]
         c_ref = {"mean": best.mean, "std": best.std, "n": best.count, "reward_token": best.token}
     path.write_text(json.dumps(c_ref))
-    write_model_settings(start_dir, _carried_settings(c_ref, settings))
+    _carried_settings(c_ref, settings).write(start_dir)
     return c_ref
 
 
-def _carried_settings(c_ref: dict, settings: DemoSettings) -> dict:
+def _carried_settings(c_ref: dict, settings: DemoSettings) -> ModelSettings:
     """The laser_config.json of each demo model, so that `laser generate --model DIR/NAME` scores and prompts
     it as the demo does."""
-    return {
-        "reward_token": c_ref["reward_token"],
-        "c_ref": scoring_c_ref(c_ref, settings),
-        "self_reward_initial_score": settings.initial_score,
-        "self_reward_beta": settings.self_reward_beta,
-        "prompt_template": PROMPT_TEMPLATE,
-        "chat": False,
-    }
+    return ModelSettings.scored_with(
+        c_ref["mean"],
+        settings.self_reward_beta,
+        settings.initial_score,
+        reward_token=c_ref["reward_token"],
+        prompt_template=PROMPT_TEMPLATE,
+        chat=False,
+    )
 
 
 def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_ref: dict) -> list[dict]:
