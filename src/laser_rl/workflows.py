@@ -83,7 +83,7 @@ def generate_file(
             samples = sample(prompts[window.start : window.stop], seed=(sampling.seed << 32) + window.start * n)
             for index, solutions in zip(window, samples, strict=True):
                 if index not in writer.records:
-                    writer.write(index, _record(problems[index], solutions, settings))
+                    writer.write(index, sampled_record(problems[index], solutions, settings))
         writer.finish()
     return [writer.records[index] for index in sorted(writer.records)]
 
@@ -107,7 +107,8 @@ def _sampler(
     )
 
 
-def _record(problem: dict, samples: Sequence[Sample], settings: ScoringSettings) -> dict:
+def sampled_record(problem: dict, samples: Sequence[Sample], settings: ScoringSettings) -> dict:
+    """The problem's record plus its solutions, their sampled ids and in-pass scores (None where truncated)."""
     logps = [sample.reward_token_logp for sample in samples]
     return problem | {
         "responses": [sample.text for sample in samples],

@@ -51,13 +51,15 @@ from laser_rl.probe import SelfVerificationProbe, load_probe, probe_history
 from laser_rl.prompts import record_prompts
 from laser_rl.report import evaluate_records, format_number, nan_to_none, write_report
 from laser_rl.scoring import (
+    ScoringSettings,
     candidate_reward_tokens,
-    self_reward_score_list,
     solution_ids,
     suggest_reward_tokens,
+    token_stats,
 )
 from laser_rl.testing import REWARD_TOKEN
 from laser_rl.trainer import LaserGRPOTrainer, last_complete_checkpoint
+from laser_rl.workflows import sampled_record
 
 
 @dataclass(frozen=True)
@@ -389,14 +391,13 @@ def _calibrate(start_dir: Path, settings: DemoSettings) -> dict:
         model, tokenizer, prompts, 4, keep_out, max_new_tokens=MAX_NEW_TOKENS, seed=settings.seed, batch_size=64
     )
     finished = [(prompt, s) for prompt, group in zip(prompts, samples, strict=True) for s in group if s.finished]
-    if token:  # float32 mean and sample std, as the default demo has always computed them
-        logps = torch.tensor([s.reward_token_logp for _, s in finished])
-        c_ref = {"mean": logps.mean().item(), "std": logps.std().item(), "n": len(logps), "reward_token": token}
+    if token:
+        best = token_stats(token, keep_out, torch.tensor([s.reward_token_logp for _, s in finished]))
     else:
         eos = tokenizer.eos_token_id
         sequences = [solution_ids(tokenizer, prompt, s.token_ids, eos) for prompt, s in finished]
         best = suggest_reward_tokens(model, tokenizer, sequences, [*prompts, *(s.text for _, s in finished)])[0]
-        c_ref = {"mean": best.mean, "std": best.std, "n": best.count, "reward_token": best.token}
+    c_ref = {"mean": best.mean, "std": best.std, "n": best.count, "reward_token": best.token}
     path.write_text(json.dumps(c_ref))
     _carried_settings(c_ref, settings).write(start_dir)
     return c_ref
@@ -434,27 +435,19 @@ def sample_graded(
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     reward_token_id = tokenizer.convert_tokens_to_ids(reward_token)
+    scoring = ScoringSettings(reward_token, reward_token_id, c_ref, beta_v, PROMPT_TEMPLATE, chat=False)
     samples = generate_with_scores(
         model, tokenizer, [p.prompt for p in problems], n, reward_token_id,
         max_new_tokens=MAX_NEW_TOKENS, seed=seed, batch_size=128,
     )  # fmt: skip
-    records = []
-    for problem, group in zip(problems, samples, strict=True):
-        logps = [s.reward_token_logp for s in group]
-        records.append(
-            {
-                "problem": problem.text,
-                "answer": problem.answer,
-                "responses": [s.text for s in group],
-                "finished": [s.finished for s in group],
-                "response_token_ids": [s.token_ids for s in group],
-                "pred_answers": [extract_last_boxed(s.text) for s in group],
-                "acc_list": [verify(s.text, problem.answer) for s in group],
-                "reward_token_logps": logps,
-                "self_rewarding_scores": self_reward_score_list(logps, c_ref, beta_v),
-            }
-        )
-    return records
+    return [
+        sampled_record({"problem": problem.text, "answer": problem.answer}, group, scoring)
+        | {
+            "pred_answers": [extract_last_boxed(s.text) for s in group],
+            "acc_list": [verify(s.text, problem.answer) for s in group],
+        }
+        for problem, group in zip(problems, samples, strict=True)
+    ]
 
 
 def _free_baselines(model_dir: Path, records: list[dict], path: Path) -> dict:
