@@ -489,3 +489,56 @@ def test_a_model_trained_from_python_carries_its_prompt_settings(short_answer_mo
     again.save_model(str(tmp_path / "second"))
     second = ModelSettings.read(tmp_path / "second")
     assert (second.prompt_template, second.chat, second.c_ref) == ("Q: {problem}=", False, pytest.approx(C_REF))
+
+
+def test_rollout_scores_pair_with_their_completions_and_a_miss_is_said_and_counted(
+    short_answer_model, tokenizer, tmp_path, caplog, monkeypatch
+):
+    initial = copy.deepcopy(short_answer_model)
+    trainer = laser_trainer(
+        short_answer_model, tokenizer, tmp_path, self_reward_warmup_steps=0, max_completion_length=8
+    )
+    trainer.model.train()
+    captured = spy_scores(trainer)
+    original_generate = trainer._generate_single_turn
+
+    def reordered(*args, **kwargs):  # the scores read during generation come back in another row order
+        result = original_generate(*args, **kwargs)
+        sampled, recorded = trainer._generation_scores
+        trainer._generation_scores = (sampled[::-1], recorded.flip(0))
+        return result
+
+    transformers_logging.enable_propagation()
+    with caplog.at_level("WARNING", logger="laser_rl.trainer"):
+        paired = generation_batch(trainer)
+        monkeypatch.setattr(trainer, "_generate_single_turn", reordered)
+        unpaired = generation_batch(trainer)
+        generation_batch(trainer)
+    transformers_logging.disable_propagation()
+    assert trainer._metrics["train"]["laser/extra_forwards"] == [0.0, 1.0, 1.0]
+    warnings = [r.getMessage() for r in caplog.records if "could not pair" in r.getMessage()]
+    assert len(warnings) == 1 and "scored during generation" in warnings[0]
+    for logps, batch in zip(captured[:2], (paired, unpaired), strict=True):  # the right score in each row
+        expected, finished = plain_reward_token_logps(
+            initial, batch, trainer.reward_token_id, trainer.eos_token_ids, tokenizer.pad_token_id
+        )
+        assert finished.any() and not finished.all()
+        torch.testing.assert_close(logps[finished], expected[finished], atol=1e-5, rtol=0)
+
+
+def test_an_old_policy_forward_trl_copied_is_recomputed_and_counted(
+    short_answer_model, tokenizer, tmp_path, monkeypatch
+):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_warmup_steps=0, num_iterations=2)
+    trainer.model.train()
+    original = GRPOTrainer._generate_and_score_completions
+
+    def copying(self, inputs):  # as if TRL cast or moved the tensor it keeps
+        output = original(self, inputs)
+        output["old_per_token_logps"] = output["old_per_token_logps"].clone()
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", copying)
+    generation_batch(trainer)
+    assert trainer._metrics["train"]["laser/extra_forwards"] == [1.0]
+    assert "old_per_token_logps" in " ".join(trainer._missed)

@@ -168,10 +168,14 @@ class LaserGRPOTrainer(GRPOTrainer):
         _check_untempered_score_is_exact(self.accelerator.unwrap_model(self.model), self.temperature)
         if needs_reference:
             self.ref_model = self._prepare_reference(reference)
-        # (per-token log-probs returned to TRL, log pi(z_c) (B,)) of each forward since the last reset:
-        # a score is found by the identity of the tensor TRL stores under a name (see `_reward_token_logps_of`).
-        self._forward_scores: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._generation_logps: torch.Tensor | None = None  # (B,) read during the last `generate`, NaN unread
+        # (per-token log-probs returned to TRL, log pi(z_c) (B,), completion ids (B, T)) of each forward since
+        # the last reset: a rollout score is found by the identity of the tensor TRL stores under a name
+        # (`_reward_token_logps_of`), the loss's by the completions it was computed on.
+        self._forward_scores: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # (sampled ids of each row, log pi(z_c) (B,), NaN unread) of the last `generate`: paired by those ids
+        self._generation_scores: tuple[list[list[int]], torch.Tensor] | None = None
+        self._extra_forwards = 0  # forwards added to score this generation batch (logged: laser/extra_forwards)
+        self._missed: set[str] = set()  # lookups that missed, each warned about once
         self._rewards_per_func: torch.Tensor | None = None
         # Exact mode: sum and count of the reference's log pi_ref(z_c) over finished rollouts, so that a
         # saved model carries a c_ref to be scored with.
@@ -209,7 +213,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             placed_ids, placed_mask = placed_ids[:, :-1], placed_mask[:, :-1]
         extra = placed_ids.size(1) - logits_to_keep
         per_token_kwargs = {k: F.pad(kwargs[k], (0, extra)) for k in _PER_TOKEN_KEYS if kwargs.get(k) is not None}
-        with self._reward_token_readout(model, prompt_length + eos_index, finished):
+        with self._reward_token_readout(model):
             logps, entropies, aux_loss = super()._get_per_token_logps_and_entropies(
                 model,
                 torch.cat([input_ids[:, :prompt_length], placed_ids], dim=1),
@@ -226,7 +230,7 @@ class LaserGRPOTrainer(GRPOTrainer):
         logps = logps.masked_fill(placed, 0.0)[:, :logits_to_keep]
         if entropies is not None:
             entropies = entropies.masked_fill(placed, 0.0)[:, :logits_to_keep]
-        self._forward_scores.append((logps, reward_token_logps))
+        self._forward_scores.append((logps, reward_token_logps, completion_ids))
         return logps, entropies, aux_loss
 
     def _reward_token_logps_of(self, per_token_logps: torch.Tensor | None) -> torch.Tensor | None:
@@ -236,46 +240,51 @@ class LaserGRPOTrainer(GRPOTrainer):
         "ref_per_token_logps"); looking the score up by the identity of that tensor pairs it with the
         forward that gave it, whatever the number and order of TRL's forwards.
         """
-        for logps, reward_token_logps in self._forward_scores:
+        for logps, reward_token_logps, _ in self._forward_scores:
             if logps is per_token_logps:
                 return reward_token_logps
         return None
 
+    def _missed_lookup(self, what: str) -> None:
+        """Say once that a score could not be paired with `what` and is recomputed by an extra forward."""
+        if what not in self._missed:
+            self._missed.add(what)
+            logger.warning(
+                f"laser-rl could not pair the self-reward score with {what} (TRL {trl.__version__} may copy or "
+                "move that tensor): it is recomputed with an extra forward, counted in laser/extra_forwards"
+            )
+
     @contextmanager
-    def _reward_token_readout(self, model, positions: torch.Tensor, finished: torch.Tensor) -> Iterator[None]:
-        """Within this context, the hidden states that the fused head reads z_c from (at `positions` of
-        `finished` rows) are untempered, and pass back `self_reward_body_grad_scale` of their gradient.
+    def _reward_token_readout(self, model) -> Iterator[None]:
+        """Within this context, the hidden states that the fused head reads z_c from are untempered, and pass
+        back `self_reward_body_grad_scale` of their gradient.
 
-        The fused head divides the logits by the temperature; multiplying those hidden states by it first
-        undoes that, exactly for a head without bias or softcapping (checked in `__init__`). Only the
-        predictions of z_c read those hidden states (the EOS itself is predicted one earlier), so scaling
-        their gradient scales the self-reward loss's gradient into the body, and nothing else; z_c's row of
-        the head still gets all of it.
-
-        Args:
-            positions: (B,) index in the full sequence of each completion's last token.
-            finished: (B,) bool, rows with an EOS there.
+        Those are the hidden states one position before each z_c written into the chunk's input ids (the
+        EOS): found in each forward's own input, so the pairing holds however TRL chunks and orders the
+        batch (z_c is never sampled nor in a prompt). The fused head divides the logits by the temperature;
+        multiplying those hidden states by it first undoes that, exactly for a head without bias or
+        softcapping (checked in `__init__`). Only the predictions of z_c read those hidden states (the EOS
+        itself is predicted one earlier), so scaling their gradient scales the self-reward loss's gradient
+        into the body, and nothing else; z_c's row of the head still gets all of it.
         """
         body_scale = self.args.self_reward_body_grad_scale
         if self.temperature == 1.0 and body_scale == 1.0:
             yield
             return
-        rows_seen = 0
 
-        def read_out(module, args, output):
-            nonlocal rows_seen
+        def read_out(module, args, kwargs, output):
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            if input_ids is None:
+                raise RuntimeError("the model's forward got no input_ids: laser-rl cannot find where z_c is read")
             hidden = output.last_hidden_state
-            chunk = slice(rows_seen, rows_seen + hidden.size(0))  # TRL runs the batch in chunks, in order
-            rows_seen += hidden.size(0)
-            at_eos = torch.zeros(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
-            at_eos[torch.arange(hidden.size(0), device=hidden.device), positions[chunk]] = finished[chunk]
-            at_eos = at_eos.unsqueeze(-1)
+            at_eos = F.pad(input_ids[:, 1:] == self.reward_token_id, (0, 1)).unsqueeze(-1)
             if body_scale != 1.0:  # same values, `body_scale` of the gradient
                 hidden = torch.where(at_eos, body_scale * hidden + (1 - body_scale) * hidden.detach(), hidden)
             output.last_hidden_state = torch.where(at_eos, hidden * self.temperature, hidden)
             return output
 
-        handle = _causal_lm(self.accelerator.unwrap_model(model)).base_model.register_forward_hook(read_out)
+        base_model = _causal_lm(self.accelerator.unwrap_model(model)).base_model
+        handle = base_model.register_forward_hook(read_out, with_kwargs=True)
         try:
             yield
         finally:
@@ -301,9 +310,9 @@ class LaserGRPOTrainer(GRPOTrainer):
         eos = torch.tensor(self.eos_token_ids, device=self.accelerator.device)
         recorder = RewardTokenRecorder(self.reward_token_id, eos)
         with recorder.attached(_causal_lm(self.accelerator.unwrap_model(self.model))):
-            result = super()._generate_single_turn(*arguments)
-        self._generation_logps = recorder.logps
-        return result
+            completion_ids, logprobs = super()._generate_single_turn(*arguments)
+        self._generation_scores = (completion_ids, recorder.logps)
+        return completion_ids, logprobs
 
     def _needs_rollout_scores(self) -> bool:
         """Whether this generation batch needs the rollout's r_s: to mix advantages, or to measure c_ref."""
@@ -315,7 +324,7 @@ class LaserGRPOTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         self._forward_scores.clear()
-        self._generation_logps = None
+        self._generation_scores, self._extra_forwards = None, 0
         needs_rollout_scores = self._needs_rollout_scores()  # before the step's state can change
         output = super()._generate_and_score_completions(inputs)
 
@@ -341,7 +350,9 @@ class LaserGRPOTrainer(GRPOTrainer):
         rollout_logps = self._rollout_reward_token_logps(output, finished) if needs_rollout_scores else None
         if self.exact_mode:
             reference_logps = self._reward_token_logps_of(output.get("ref_per_token_logps"))
-            if reference_logps is None:  # TRL ran no reference forward (beta = 0): run it
+            if reference_logps is None and output.get("ref_per_token_logps") is not None:
+                self._missed_lookup("TRL's reference forward (ref_per_token_logps)")
+            if reference_logps is None:  # TRL ran no reference forward (beta = 0), or the lookup missed: run it
                 reference_logps = self._forward_reward_token_logps(output, finished, reference=True)
             output["reference_reward_token_logps"] = reference_logps
             if mode == "train":
@@ -351,6 +362,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             self._measure_c_ref(rollout_logps, all_finished)
         if self.c_ref is not None:
             self._metrics[mode]["laser/c_ref"].append(self.c_ref)
+        self._metrics[mode]["laser/extra_forwards"].append(float(self._extra_forwards))
 
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
         self._metrics[mode]["laser/phase"].append(float(phase))
@@ -400,14 +412,29 @@ class LaserGRPOTrainer(GRPOTrainer):
         batch's last decoding step, or a backend that reads nothing) get a forward of those rows only.
         """
         logps = self._reward_token_logps_of(batch.get("old_per_token_logps"))
+        if logps is None and batch.get("old_per_token_logps") is not None:
+            self._missed_lookup("TRL's old-policy forward (old_per_token_logps)")
         if logps is None:
-            logps = self._generation_logps
-            if logps is None or logps.shape != finished.shape:
-                logps = torch.full(finished.shape, torch.nan, device=finished.device)
+            logps = self._generation_reward_token_logps(batch, finished)
             missing = finished & logps.isnan()
             if missing.any():
                 logps = torch.where(missing, self._forward_reward_token_logps(batch, missing, reference=False), logps)
         return logps.masked_fill(~finished, 0.0)
+
+    def _generation_reward_token_logps(self, batch: dict, finished: torch.Tensor) -> torch.Tensor:
+        """log pi(z_c) (B,) read during generation for each row of `batch` whose completion is the one sampled
+        in that row (compared id by id); NaN for the rest."""
+        logps = torch.full(finished.shape, torch.nan, device=finished.device)
+        if self._generation_scores is None:  # nothing was read (vLLM, tools, or not needed)
+            return logps
+        sampled, recorded = self._generation_scores
+        rows = zip(batch["completion_ids"], batch["completion_mask"].bool(), finished, strict=True)
+        for row, (ids, mask, ended) in enumerate(rows):
+            if row < len(sampled) and ids[mask].tolist() == sampled[row]:
+                logps[row] = recorded[row]
+            elif ended:
+                self._missed_lookup("the completions scored during generation")
+        return logps
 
     @torch.no_grad()
     def _forward_reward_token_logps(self, batch: dict, rows: torch.Tensor, reference: bool) -> torch.Tensor:
@@ -425,6 +452,7 @@ class LaserGRPOTrainer(GRPOTrainer):
             unwrapped = self.accelerator.unwrap_model(self.model)
             context = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
         batch_size = self.args.per_device_train_batch_size if self.model.training else None
+        self._extra_forwards += 1
         with context:
             logps, _, _ = self._get_per_token_logps_and_entropies(
                 model,
@@ -453,12 +481,15 @@ class LaserGRPOTrainer(GRPOTrainer):
     def _compute_loss(self, model, inputs):
         self._forward_scores.clear()
         loss = super()._compute_loss(model, inputs)
-        if len(self._forward_scores) != 1:  # the score must come from the forward the loss backpropagates through
+        # the score must come from the forward the loss backpropagates through: the one of these completions
+        paired = [logps for _, logps, ids in self._forward_scores if torch.equal(ids, inputs["completion_ids"])]
+        if len(paired) != 1:
             raise RuntimeError(
-                f"GRPOTrainer._compute_loss ran {len(self._forward_scores)} forwards where laser-rl expects the "
-                f"policy's one; this TRL version ({trl.__version__}) is not supported (see constraints.txt)"
+                f"GRPOTrainer._compute_loss ran {len(paired)} forwards of this micro-batch's completions where "
+                f"laser-rl expects the policy's one; this TRL version ({trl.__version__}) is not supported "
+                "(see constraints.txt)"
             )
-        scores = self._scores(self._forward_scores[0][1], inputs)
+        scores = self._scores(paired[0], inputs)
         args: LaserConfig = self.args
         mode = "train" if self.model.training else "eval"
         phase = laser_phase(self.state.global_step, args.reasoning_warmup_steps, args.self_reward_warmup_steps)
