@@ -111,9 +111,10 @@ class RewardTokenRecorder:
             self.scored = torch.zeros(logits.shape[:1], dtype=torch.bool, device=logits.device)
         elif input_ids is not None and input_ids.shape[1] == 1:
             just_ended = torch.isin(input_ids[:, -1], self.eos_token_ids) & ~self.scored
-            if just_ended.any():
-                self.logps = torch.where(just_ended, reward_token_logps(logits, self.reward_token_id), self.logps)
-                self.scored |= just_ended
+            rows = just_ended.nonzero().squeeze(1)  # one small host sync a step, as `generate`'s own stop check
+            if len(rows):  # the log-softmax of those rows only: (k, V), not (B, V) at every step where one ends
+                self.logps[rows] = reward_token_logps(logits[rows], self.reward_token_id)
+                self.scored[rows] = True
         if self.suppress:  # in place: `generate` copies these logits after the forward
             logits[:, self.reward_token_id] = -math.inf
 
