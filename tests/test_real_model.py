@@ -15,16 +15,10 @@ from laser_rl.cli import main
 from laser_rl.generation import load_model, load_tokenizer
 from laser_rl.jsonl import read_jsonl
 from laser_rl.model_settings import ModelSettings
-from laser_rl.models import pull
 from laser_rl.prompts import render_prompts
 
 TEMPLATE = "{problem} Answer with the number only, in \\boxed{}."
 PROBLEMS = [{"problem": f"What is {a} + {b}?", "answer": str(a + b)} for a, b in [(3, 4), (5, 2), (6, 1), (2, 2)]]
-
-
-@pytest.fixture(scope="session")
-def smollm2():
-    return pull("smollm2-135m-instruct")
 
 
 @pytest.fixture

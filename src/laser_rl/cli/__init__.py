@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from laser_rl.errors import LaserInputError
+from laser_rl.errors import EngineStopped, LaserInputError
 
 COMMANDS = ["train", "generate", "grade", "score", "eval", "calibrate", "models", "demo"]
 
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     except LaserInputError as error:
         print(f"laser {args.command}: error: {error}", file=sys.stderr)
         sys.exit(2)
+    except EngineStopped as error:
+        print(f"laser {args.command}: {error}; run the same command again to resume", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print(f"laser {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         sys.exit(130)
