@@ -52,6 +52,7 @@ from laser_rl.optim import scale_row_updates
 from laser_rl.probe import SelfVerificationProbe, load_probe
 from laser_rl.prompts import prompt_settings
 from laser_rl.tokens import DEFAULT_REWARD_TOKEN, resolve_reward_token
+from laser_rl.vllm_cpu import loadable_cpu_weights
 
 logger = logging.get_logger(__name__)
 
@@ -139,22 +140,24 @@ class LaserGRPOTrainer(GRPOTrainer):
         is_peft = peft_config is not None or hasattr(model, "peft_config")
         needs_reference = self.exact_mode and args.beta == 0.0 and not is_peft
         reference = copy.deepcopy(model) if needs_reference and isinstance(model, PreTrainedModel) else None
-        super().__init__(
-            model,
-            reward_funcs,
-            args,
-            train_dataset,
-            eval_dataset,
-            processing_class,
-            reward_processing_classes,
-            callbacks,
-            optimizers,
-            quantization_config,
-            peft_config,
-            tools,
-            rollout_func,
-            environment_factory,
-        )
+        colocated_on_cpu = args.use_vllm and args.vllm_mode == "colocate" and not torch.cuda.is_available()
+        with loadable_cpu_weights() if colocated_on_cpu else nullcontext():  # see laser_rl.vllm_cpu
+            super().__init__(
+                model,
+                reward_funcs,
+                args,
+                train_dataset,
+                eval_dataset,
+                processing_class,
+                reward_processing_classes,
+                callbacks,
+                optimizers,
+                quantization_config,
+                peft_config,
+                tools,
+                rollout_func,
+                environment_factory,
+            )
         if token_from_file:
             self.reward_token_id = stored.token_id(self._tokenizer, model_folder)
         else:
