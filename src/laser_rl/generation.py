@@ -273,21 +273,7 @@ def generate_with_scores_vllm(
     """
     from vllm import SamplingParams, TokensPrompt
 
-    tokenizer = llm.get_tokenizer()
-    rows = [tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts for _ in range(n)]
-    sampling = [
-        SamplingParams(
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            max_tokens=max_new_tokens,
-            seed=seed + k,
-            logit_bias={reward_token_id: -100.0},  # vLLM's floor: z_c is never sampled in practice
-        )
-        for k in range(len(rows))
-    ]
-    requests = _vllm_generate(llm, [TokensPrompt(prompt_token_ids=row) for row in rows], sampling)
-    outputs = [request.outputs[0] for request in requests]
+    rows, outputs = sample_vllm(llm, prompts, n, reward_token_id, temperature, top_p, top_k, max_new_tokens, seed)
     # "stop" without stop strings: an EOS or a generation-config stop token, kept in token_ids.
     finished = [output.finish_reason == "stop" for output in outputs]
     to_score = [
@@ -304,6 +290,38 @@ def generate_with_scores_vllm(
         for output, done in zip(outputs, finished, strict=True)
     ]
     return [samples[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def sample_vllm(
+    llm,
+    prompts: Sequence[str],
+    n: int,
+    reward_token_id: int,
+    temperature: float,
+    top_p: float,
+    top_k: int,
+    max_new_tokens: int,
+    seed: int,
+) -> tuple[list[list[int]], list]:
+    """vLLM's samples without their scores: the prompt ids of each row (each prompt n times) and vLLM's
+    `CompletionOutput` of each, z_c kept out, row k seeded with seed + k."""
+    from vllm import SamplingParams, TokensPrompt
+
+    tokenizer = llm.get_tokenizer()
+    rows = [tokenizer(prompt, add_special_tokens=False).input_ids for prompt in prompts for _ in range(n)]
+    sampling = [
+        SamplingParams(
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_tokens=max_new_tokens,
+            seed=seed + k,
+            logit_bias={reward_token_id: -100.0},  # vLLM's floor: z_c is never sampled in practice
+        )
+        for k in range(len(rows))
+    ]
+    requests = _vllm_generate(llm, [TokensPrompt(prompt_token_ids=row) for row in rows], sampling)
+    return rows, [request.outputs[0] for request in requests]
 
 
 def _vllm_generate(llm, prompts: list, sampling) -> list:
