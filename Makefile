@@ -35,7 +35,7 @@ vllm: $(VLLM_VENV)/.installed
 	@echo "vLLM ready: $(VLLM_VENV)/bin/laser generate --backend vllm ...; its tests: make test-vllm"
 
 test-vllm: vllm
-	$(VLLM_PY) -m pytest tests/vllm
+	$(VLLM_PY) -m pytest tests/vllm_backend
 
 test: install
 	$(VENV)/bin/ruff check src tests benchmarks

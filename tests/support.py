@@ -4,7 +4,6 @@ computed independently of the trainer."""
 import torch
 from datasets import Dataset
 
-from laser_rl.core import place_reward_token, reward_token_positions
 from laser_rl.testing import REWARD_TOKEN
 
 C_REF, BETA_V = -5.0, 0.1
@@ -57,17 +56,22 @@ def spy_scores(trainer) -> list:
 
 
 def plain_reward_token_logps(model, batch, reward_token_id, eos_token_ids, pad_token_id, grad=False):
-    """log pi(z_c | x, y, EOS) (B,) with z_c really written after the EOS, from a plain untempered forward
-    (with autograd when `grad`), and the (B,) finished rows."""
-    completion_ids, completion_mask, finished = place_reward_token(
-        batch["completion_ids"], batch["completion_mask"], reward_token_id, eos_token_ids, pad_token_id
+    """log pi(z_c | x, y, EOS) (B,) and the (B,) finished rows, computed one row at a time and without the
+    library: the row's prompt tokens, its completion up to its first EOS, then z_c, in a plain untempered
+    forward (with autograd when `grad`); 0 for a row with no EOS. `pad_token_id` is unused: no padding."""
+    logps, finished = [], []
+    rows = zip(
+        batch["prompt_ids"], batch["prompt_mask"], batch["completion_ids"], batch["completion_mask"], strict=True
     )
-    input_ids = torch.cat([batch["prompt_ids"], completion_ids], dim=1)
-    attention_mask = torch.cat([batch["prompt_mask"], completion_mask], dim=1)
-    with torch.set_grad_enabled(grad):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    eos_index, _ = reward_token_positions(batch["completion_ids"], batch["completion_mask"], eos_token_ids)
-    slot = batch["prompt_ids"].size(1) + eos_index + 1  # where z_c sits
-    logps = logits.log_softmax(-1)[torch.arange(len(slot)), slot - 1]  # predicted one position earlier
-    assert (input_ids[torch.arange(len(slot)), slot][finished] == reward_token_id).all()
-    return logps.gather(1, input_ids[torch.arange(len(slot)), slot].unsqueeze(1)).squeeze(1), finished
+    for prompt, prompt_mask, completion, completion_mask in rows:
+        completion = [int(t) for t, m in zip(completion, completion_mask, strict=True) if m]
+        ends = [i for i, token in enumerate(completion) if token in eos_token_ids]
+        finished.append(bool(ends))
+        if not ends:
+            logps.append(torch.zeros((), requires_grad=False))
+            continue
+        ids = [int(t) for t, m in zip(prompt, prompt_mask, strict=True) if m] + completion[: ends[0] + 1]
+        with torch.set_grad_enabled(grad):
+            logits = model(input_ids=torch.tensor([ids + [reward_token_id]])).logits[0]
+        logps.append(logits[len(ids) - 1].float().log_softmax(-1)[reward_token_id])
+    return torch.stack(logps), torch.tensor(finished)

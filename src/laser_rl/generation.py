@@ -260,7 +260,7 @@ def generate_with_scores_vllm(
     seed: int = 0,
 ) -> list[list[Sample]]:
     """The vLLM counterpart of `generate_with_scores` (vLLM >= 0.28, `SamplingParams.logprob_token_ids`; tested
-    with vLLM 0.31's CPU build, tests/vllm).
+    with vLLM 0.31's CPU build, tests/vllm_backend).
 
     vLLM cannot read a logit mid-request, so each finished solution gets one more request,
     prompt + solution (EOS included) with max_tokens=1, asking for z_c's log-prob at that next
