@@ -119,3 +119,13 @@ def test_scoring_settings_come_from_flags_then_the_folder_then_defaults(tokenize
     ModelSettings(reward_token="<|absent|>").write(tmp_path)
     with pytest.raises(LaserInputError, match=f"{LASER_CONFIG}: .*not a single token"):
         scoring_settings(tokenizer, str(tmp_path))
+
+
+@pytest.mark.parametrize("token", ["<|reward|>", "7"], ids=["added token", "ordinary token"])
+def test_a_text_that_uses_z_c_is_named_by_row(tokenizer, token):
+    from laser_rl.tokens import check_reward_token_unused
+
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    check_reward_token_unused(tokenizer, token_id, ["1+1=2", "no such token"], "data.jsonl")
+    with pytest.raises(LaserInputError, match=r"data.jsonl: row 2 uses the reward token"):
+        check_reward_token_unused(tokenizer, token_id, ["1+1=2", "no such token", f"x{token}y"], "data.jsonl")

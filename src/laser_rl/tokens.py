@@ -34,10 +34,26 @@ def resolve_reward_token(tokenizer: PreTrainedTokenizerBase, token: str | int) -
 
 
 def check_reward_token_unused(
-    tokenizer: PreTrainedTokenizerBase, reward_token_id: int, texts: Iterable[str], source: str
+    tokenizer: PreTrainedTokenizerBase, reward_token_id: int, texts: Iterable[str], source: str, batch: int = 4096
 ) -> None:
-    """Raise `LaserInputError` naming the first text of `source` whose tokens contain z_c."""
-    for index, text in enumerate(texts):
-        if reward_token_id in tokenizer.encode(text, add_special_tokens=False):
-            token = tokenizer.convert_ids_to_tokens(reward_token_id)
-            raise LaserInputError(f"{source}: row {index} uses the reward token {token!r}; pick an unused token")
+    """Raise `LaserInputError` naming the first text of `source` whose tokens contain z_c.
+
+    An added token (the special tokens z_c is normally chosen among) is split out of a text wherever its string
+    occurs, so a substring test decides; any other z_c is looked for in the texts' encodings, in batches.
+    """
+    texts = list(texts)
+    token = tokenizer.convert_ids_to_tokens(reward_token_id)
+    if reward_token_id in tokenizer.added_tokens_decoder:
+        used = (index for index, text in enumerate(texts) if token in text)
+    else:
+        used = (
+            start + offset
+            for start in range(0, len(texts), batch)
+            for offset, ids in enumerate(
+                tokenizer(texts[start : start + batch], add_special_tokens=False)["input_ids"]
+            )
+            if reward_token_id in ids
+        )
+    index = next(used, None)
+    if index is not None:
+        raise LaserInputError(f"{source}: row {index} uses the reward token {token!r}; pick an unused token")
