@@ -285,28 +285,33 @@ def seed_spread(summaries: dict[int, dict]) -> dict[str, dict[str, dict]]:
     return spread
 
 
-def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
-    """spread.json and spread.md: the headline numbers over seeds, as mean ± std and per seed, and the targets
-    each seed met (from its summary's "targets")."""
+def spread_tables(summaries: dict[int, dict]) -> str:
+    """The headline numbers over seeds as two Markdown tables: mean ± std per model, then each seed's row (what
+    spread.md shows, and the README for the committed seeds; `tests/test_readme.py` checks it there)."""
     spread = seed_spread(summaries)
-    write_text_atomically(out_dir / "spread.json", json.dumps(spread, indent=2))
     numbers = list(spread["laser"])
-    lines = [
-        f"# laser demo over seeds {', '.join(map(str, summaries))}",
-        "",
-        "Mean ± standard deviation over the seeds; each seed's report is in seed-S/report.md.",
-        "",
-        markdown_table(
-            ["model", *numbers], [[name, *(_mean_std(spread[name][number]) for number in numbers)] for name in MODELS]
-        ),
-        "",
-    ]
+    means = [[name, *(_mean_std(spread[name][number]) for number in numbers)] for name in MODELS]
     rows = [
         [name, seed, *(format_number(spread[name][number]["seeds"][seed]) for number in numbers)]
         for name in MODELS
         for seed in summaries
     ]
-    lines += [markdown_table(["model", "seed", *numbers], rows), ""]
+    return markdown_table(["model", *numbers], means) + "\n\n" + markdown_table(["model", "seed", *numbers], rows)
+
+
+def write_spread_report(out_dir: Path, summaries: dict[int, dict]) -> dict:
+    """spread.json and spread.md: the headline numbers over seeds, as mean ± std and per seed, and the targets
+    each seed met (from its summary's "targets")."""
+    spread = seed_spread(summaries)
+    write_text_atomically(out_dir / "spread.json", json.dumps(spread, indent=2))
+    lines = [
+        f"# laser demo over seeds {', '.join(map(str, summaries))}",
+        "",
+        "Mean ± standard deviation over the seeds; each seed's report is in seed-S/report.md.",
+        "",
+        spread_tables(summaries),
+        "",
+    ]
     rows = [
         [seed, targets_met(s["targets"]), "; ".join(t["target"] for t in s["targets"] if not t["met"]) or "none"]
         for seed, s in summaries.items()
