@@ -217,3 +217,13 @@ def test_reward_weights():
         with pytest.raises(LaserInputError, match="must be non-negative and sum to 1"):
             resolve_reward_weights(2, weights)
     assert math.isclose(sum(resolve_reward_weights(3, None)), 1.0)
+
+
+def test_choice_reads_every_written_phrasing_as_meant_where_mmlu_pros_cascade_misreads_some():
+    from benchmarks.choice_extraction import mmlu_pro_cascade, phrasings
+
+    cases = phrasings()
+    assert len(cases) >= 150
+    assert [extract_choice(text) for _, text, _ in cases] == [meant for _, _, meant in cases]
+    misread = {kind for kind, text, meant in cases if mmlu_pro_cascade(text) != meant}
+    assert {"corrected", "pronoun I", "several letters", "no option"} <= misread

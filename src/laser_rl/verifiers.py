@@ -56,6 +56,11 @@ _PHRASE = re.compile(rf"(?i:answer\s*(?:is|:))\s*[:*]*\s*(?i:option\s+)?\**{_LET
 _LONE_LETTER = re.compile(rf"^[\s*]*{_LETTER}[.)]?[\s*]*$")
 # A box holding a letter with or without the option's text: "C", "(c)", "C. 42", "(C) 42", "\text{C}".
 _BOXED_LETTER = re.compile(r"^\(?([A-Za-z])(?:\)|[.:]\s|\)\s|$)")
+# Option letters a sentence names in other words ("the correct option is C", "leaving (C)", "So C."): a
+# parenthesised letter, or a capital standing alone that is not the pronoun I nor a sentence's first word "A"
+# before a word (the article), nor inside LaTeX braces.
+_NAMED_LETTER = re.compile(r"\(([A-Za-z])\)|(?<![\w\\{])((?!I\b)(?!(?<!.)A\s+[a-z])[A-Z])(?![\w'+\-}])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _TEXT_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm)\{(.*)\}$", re.DOTALL)
 
 
@@ -92,7 +97,9 @@ def extract_choice(
 
     The last `\\boxed{}` decides when there is one: a letter ("C", "(c)", "C. text"), or the text of one
     of `choices` (compared with `normalize_answer`). Without a box, the last of the usual phrasings
-    ("the answer is (C)", "Answer: C") or, last, a last line holding only a letter. Lower case counts
+    ("the answer is (C)", "Answer: C"), else a last line holding only a letter, else the letter the last
+    sentence naming any names ("the correct option is C", "leaving (C)"; not the pronoun I nor the article
+    A; docs/verifiers.md compares this with MMLU-Pro's own reading). Lower case counts
     in a box or in parentheses only ("the answer is a prime" names no option). Several letters
     ("A or C", "\\boxed{A, C}") and letters past the options give None.
 
@@ -112,8 +119,18 @@ def extract_choice(
     else:
         lines = text.strip().splitlines()
         lone = _LONE_LETTER.match(lines[-1]) if lines else None
-        candidates = _letters(lone) if lone else set()
+        candidates = _letters(lone) if lone else _last_named_letters(text)
     return candidates.pop() if len(candidates) == 1 and candidates <= set(letters) else None
+
+
+def _last_named_letters(text: str) -> set[str]:
+    """The option letters of the last sentence that names any (MMLU-Pro's last standalone letter, without its
+    misreadings: the pronoun I, the article A, a letter of another sentence than the choice's)."""
+    for sentence in reversed(_SENTENCE_END.split(text.strip())):
+        found = {group.upper() for match in _NAMED_LETTER.finditer(sentence) for group in match.groups() if group}
+        if found:
+            return found
+    return set()
 
 
 def _boxed_choice(boxed: str, letters: str, choices: Sequence[str] | None) -> str | None:
