@@ -122,15 +122,20 @@ def test_scores_come_from_trls_named_forwards_when_it_runs_them(short_answer_mod
     torch.testing.assert_close(scores[0][finished], expected_policy[finished], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "LoRA"])
 def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_reference(
-    short_answer_model, tokenizer, tmp_path
+    short_answer_model, tokenizer, tmp_path, lora
 ):
-    """Every micro-batch of a real `train()` (GA 2, 4 steps per generation, 2 iterations, beta 0.1):
-    LaSeR's loss and gradients = a stock GRPOTrainer's on the same micro-batch + alpha * scale * the
-    class-balanced MSE of scores from a plain forward, at the weights of that moment."""
+    """Every micro-batch of a real `train()` (GA 2, 4 steps per generation, 2 iterations, beta 0.1), with the
+    whole model or a LoRA adapter trained: LaSeR's loss and gradients = a stock GRPOTrainer's on the same
+    micro-batch + alpha * scale * the class-balanced MSE of scores from a plain forward, at the weights of
+    that moment."""
     path = saved_model(short_answer_model, tokenizer, tmp_path / "model")
     fields = dict(common_args(tmp_path), beta=0.1, max_steps=5, **OFF_STEP)
-    grpo = GRPOTrainer(path, even_length_reward, GRPOConfig(**fields), dataset(), processing_class=tokenizer)
+    peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]) if lora else None
+    grpo = GRPOTrainer(
+        path, even_length_reward, GRPOConfig(**fields), dataset(), processing_class=tokenizer, peft_config=peft_config
+    )
     checked = []
 
     class Checked(LaserGRPOTrainer):
@@ -150,7 +155,9 @@ def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_
             scores = self_reward_scores(logps, C_REF, BETA_V)
             weights = inputs["self_reward_weights"] * finished
             mse = (weights * (scores - inputs["verifier_rewards"]) ** 2).sum()
-            expected = expected + ALPHA * (4 / 2) * mse
+            # the micro-batches of an optimizer step add up: steps_per_generation of them make a generation batch
+            scale = OFF_STEP["steps_per_generation"] / OFF_STEP["gradient_accumulation_steps"]
+            expected = expected + ALPHA * scale * mse
             expected_grads = torch.autograd.grad(expected, [p for p in grpo.model.parameters() if p.requires_grad])
             checked.append((loss.item(), expected.item(), mse.item()))
             for grad, expected_grad in zip(grads, expected_grads, strict=True):
@@ -163,6 +170,7 @@ def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_
         LaserConfig(**laser_fields(tmp_path, **fields, self_reward_warmup_steps=1, self_reward_loss_coef=ALPHA)),
         dataset(),
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
     trainer.train()
     # 5 steps x GA 2 micro-batches; a generation batch (4 micro-batches, 2 iterations) serves 4 steps, so the
