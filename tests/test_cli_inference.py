@@ -176,7 +176,11 @@ GENERATE = "generate --model {model} --data {data} --n 1 --out {out}"
 SCORE = "score {data} {out} --model {model} --c-ref -7"
 BAD_INPUTS = {  # input bytes, command line, what the message says
     "missing model dir": (GOOD, GENERATE + " --c-ref -7 --model {tmp}/missing", "missing: no such model folder"),
-    "token not one token": (GOOD, GENERATE + " --c-ref -7 --reward-token abc", "'abc' is not a single token"),
+    "token not one token": (
+        GOOD,
+        GENERATE + " --c-ref -7 --reward-token abc",
+        "--reward-token: 'abc' is not a single",
+    ),
     "token id outside vocab": (
         GOOD,
         GENERATE + " --c-ref -7 --reward-token 99999",
@@ -186,9 +190,9 @@ BAD_INPUTS = {  # input bytes, command line, what the message says
     "missing field": (b'{"responses": ["3"]}\n', SCORE, "in.jsonl:1: missing field 'problem'"),
     "empty responses": (b'{"problem": "x", "responses": []}\n', SCORE, "in.jsonl:1: field 'responses' is empty"),
     "not utf-8": (b'{"answer": "3", "responses": ["\xe9"]}\n', "grade {data} {out}", "in.jsonl:1: not UTF-8"),
-    "no c_ref": (GOOD, GENERATE, "no --c-ref given"),
+    "no c_ref": (GOOD, GENERATE, "--c-ref: not given"),
     "no z_c": (GOOD, GENERATE + " --c-ref -7 --model {bare}", "the tokenizer has no <|vision_start|>"),
-    "vllm without vllm": (GOOD, GENERATE + " --c-ref -7 --backend vllm", "--backend vllm"),
+    "vllm without vllm": (GOOD, GENERATE + " --c-ref -7 --backend vllm", "--backend: vLLM is not installed"),
     "unknown verifier": (GOOD, "grade {data} {out} --verifier nonsense", "--verifier nonsense: no such verifier"),
     "verifier that does not import": (GOOD, "grade {data} {out} --verifier no_such:f", "cannot import no_such"),
     "gold not a letter": (GOOD, "grade {data} {out} --verifier choice", "gold answer '3' is not an option letter"),

@@ -162,7 +162,7 @@ def test_render_prompts_keeps_braces_and_needs_the_placeholder(tokenizer):
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_refuses_clearly_without_vllm():
-    with pytest.raises(LaserInputError, match="--backend vllm: vLLM is not installed; `make vllm`"):
+    with pytest.raises(LaserInputError, match="vLLM is not installed; `make vllm`"):
         load_vllm("any-model", seed=0)
 
 

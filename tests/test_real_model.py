@@ -78,7 +78,7 @@ def test_calibrate_train_reload_generate_score_on_the_real_model(model_dir, prob
          + ["--max-new-tokens", "32", "--batch-size", "8"])  # fmt: skip
     records = read_jsonl(generated)
     model, tokenizer = load_model(str(run)), load_tokenizer(str(run))
-    z = tokenizer.convert_tokens_to_ids(calibrated["reward_token"])
+    z = tokenizer.convert_tokens_to_ids(calibrated.reward_token)
     compared = 0
     for record in records:
         prompt = render_prompts(tokenizer, [record["problem"]], TEMPLATE, chat=True)[0]

@@ -56,7 +56,7 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as error:
-        raise LaserInputError(f"--model {path}: cannot load the tokenizer ({_first_line(error)})") from None
+        raise LaserInputError(f"{path}: cannot load the tokenizer ({_first_line(error)})", "model") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -68,7 +68,7 @@ def load_model(path: str) -> PreTrainedModel:
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
     except (OSError, ValueError) as error:
-        raise LaserInputError(f"--model {path}: cannot load the model ({_first_line(error)})") from None
+        raise LaserInputError(f"{path}: cannot load the model ({_first_line(error)})", "model") from None
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
@@ -346,7 +346,7 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
     installed or cannot load the model.
     """
     if importlib.util.find_spec("vllm") is None:
-        raise LaserInputError("--backend vllm: vLLM is not installed; `make vllm` builds .venv-vllm with it")
+        raise LaserInputError("vLLM is not installed; `make vllm` builds .venv-vllm with it", "backend")
     on_gpu = torch.cuda.is_available()
     if not on_gpu:  # vLLM's CPU build takes one core and one torch thread unless told otherwise
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{os.cpu_count() - 1}")
@@ -365,7 +365,7 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
             **memory,
         )
     except Exception as error:  # vLLM raises many types for a model it cannot load
-        raise LaserInputError(f"--backend vllm: {path}: vLLM cannot load it ({_first_line(error)})") from None
+        raise LaserInputError(f"{path}: vLLM cannot load it ({_first_line(error)})", "model") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -142,19 +142,19 @@ def load_records(
     try:
         dataset = datasets.load_dataset(source, split=split)
     except Exception as error:  # datasets raises many kinds; all mean "cannot use this source"
-        raise LaserInputError(f"--data {source}: cannot load it as a file or dataset ({error})") from None
+        raise LaserInputError(f"{source}: cannot load it as a file or dataset ({error})", "data") from None
     missing = [name for name in required if name not in dataset.column_names]
     if missing:
-        raise LaserInputError(f"--data {source}: split '{split}' has no column '{missing[0]}'")
+        raise LaserInputError(f"{source}: split '{split}' has no column '{missing[0]}'", "data")
     if limit is not None:
         dataset = dataset.select(range(min(limit, len(dataset))))
     records = list(dataset)
     for number, record in enumerate(records):
         problem = _record_problem(record, required) or (check(record) if check else None)
         if problem:
-            raise LaserInputError(f"--data {source}: row {number}: {problem}")
+            raise LaserInputError(f"{source}: row {number}: {problem}", "data")
     if not records:
-        raise LaserInputError(f"--data {source}: split '{split}' is empty")
+        raise LaserInputError(f"{source}: split '{split}' is empty", "data")
     return records
 
 

@@ -67,7 +67,7 @@ def render_prompts(
     conversational prompt, and as the authors' evaluation does). `choices`: each problem's options,
     for a template with `{choices}`; a problem without them is an error naming its record."""
     if "{problem}" not in template:
-        raise LaserInputError("--prompt-template must contain {problem}")
+        raise LaserInputError("must contain {problem}", "prompt_template")
     choices = [None] * len(problems) if choices is None else choices
     texts = []
     for index, (problem, options) in enumerate(zip(problems, choices, strict=True)):

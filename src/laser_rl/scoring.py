@@ -67,12 +67,9 @@ def scoring_settings(
         if stored.measured_for(token_id, tokenizer, model):
             c_ref = stored.c_ref
         elif need_c_ref:
-            raise LaserInputError(f"no --c-ref given and {where} has a c_ref for another token; pass --c-ref")
+            raise LaserInputError(f"not given, and {where} has one measured for another token", "c_ref")
     if c_ref is None and need_c_ref:
-        raise LaserInputError(
-            f"no --c-ref given and {where} has no c_ref; "
-            f"run `laser calibrate --model {model} --data FILE --save` or pass --c-ref"
-        )
+        raise LaserInputError(f"not given, and {where} has none (calibrating with --save stores it)", "c_ref")
     beta_v = beta_v or stored.self_reward_beta or DEFAULT_BETA_V
     template, chat = prompt_settings(tokenizer, stored, prompt_template, chat)
     return ScoringSettings(token, token_id, c_ref, float(beta_v), template, chat)
@@ -81,13 +78,14 @@ def scoring_settings(
 def _default_or_given_token(tokenizer: PreTrainedTokenizerBase, token: str | None) -> int:
     if token is None and DEFAULT_REWARD_TOKEN not in tokenizer.get_vocab():
         raise LaserInputError(
-            f"no --reward-token given, no laser_config.json names one, and the tokenizer has no "
-            f"{DEFAULT_REWARD_TOKEN}; `laser calibrate --suggest` ranks candidates"
+            f"not given, no laser_config.json names one, and the tokenizer has no {DEFAULT_REWARD_TOKEN} "
+            "(calibrating with --suggest ranks candidates)",
+            "reward_token",
         )
     try:
         return resolve_reward_token(tokenizer, token or DEFAULT_REWARD_TOKEN)
     except LaserInputError as error:
-        raise LaserInputError(f"--reward-token: {error}") from None
+        raise LaserInputError(str(error).removeprefix("reward_token: "), "reward_token") from None
 
 
 @dataclass(frozen=True)
@@ -232,7 +230,7 @@ def candidate_reward_tokens(tokenizer: PreTrainedTokenizerBase, texts: Iterable[
         if token_id not in busy and not any(added.content in text for text in texts)
     }
     if not candidates:
-        raise LaserInputError("the tokenizer has no special token that the data does not use; choose one with --token")
+        raise LaserInputError("the tokenizer has no special token the data does not use; name one", "reward_token")
     return candidates
 
 

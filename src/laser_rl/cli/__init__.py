@@ -16,6 +16,20 @@ from laser_rl.errors import EngineStopped, LaserInputError
 COMMANDS = ["train", "generate", "grade", "score", "eval", "calibrate", "models", "demo"]
 
 
+# `laser train`'s names (its config fields) for the settings the library's errors name
+_TRAIN_SETTINGS = {"model": "model_name_or_path", "data": "dataset"}
+
+
+def worded(error: LaserInputError, command: str) -> str:
+    """The error as one line for `command`'s user: the setting it came through named as that command's flag
+    (`--c-ref` for the inference commands, the config field `c_ref` for `laser train`)."""
+    if error.setting is None:
+        return str(error)
+    if command == "train":
+        return f"{_TRAIN_SETTINGS.get(error.setting, error.setting)}: {error}"
+    return f"--{error.setting.replace('_', '-')}: {error}"
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="laser", description=__doc__.splitlines()[0])
@@ -30,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         modules[args.command].run(args)
     except LaserInputError as error:
-        print(f"laser {args.command}: error: {error}", file=sys.stderr)
+        print(f"laser {args.command}: error: {worded(error, args.command)}", file=sys.stderr)
         sys.exit(2)
     except EngineStopped as error:
         print(f"laser {args.command}: {error}; run the same command again to resume", file=sys.stderr)

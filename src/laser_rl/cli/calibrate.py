@@ -16,7 +16,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from laser_rl.cli.generate import (
+from laser_rl.cli.options import (
     REWARD_TOKEN_HELP,
     add_prompt_arguments,
     add_sampling_arguments,

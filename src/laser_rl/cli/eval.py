@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from laser_rl.cli import generate
+from laser_rl.cli import generate, options
 from laser_rl.errors import LaserInputError
 
 
@@ -21,18 +21,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("input", metavar="FILE.jsonl", nargs="?", help="graded, scored records")
     parser.add_argument("--out", required=True, type=Path, help="report directory")
-    parser.add_argument("--num-subsets", type=generate.positive_int, default=100, help="subsets per N (100)")
+    parser.add_argument("--num-subsets", type=options.positive_int, default=100, help="subsets per N (100)")
     parser.add_argument(
         "--model", help="generate with this model first (folder, .gguf, name or Hub id), with --data and --n"
     )
     parser.add_argument("--data", help="problems to generate for")
     parser.add_argument("--split", default="test", help="dataset split, for --data that is not a file (test)")
-    parser.add_argument("--n", type=generate.positive_int, help="solutions per problem")
-    parser.add_argument("--limit", type=generate.positive_int, help="only the first LIMIT problems")
+    parser.add_argument("--n", type=options.positive_int, help="solutions per problem")
+    parser.add_argument("--limit", type=options.positive_int, help="only the first LIMIT problems")
     parser.add_argument("--backend", choices=["hf", "vllm"], default="hf", help="(hf)")
-    generate.add_reward_arguments(parser)
-    generate.add_prompt_arguments(parser)
-    generate.add_sampling_arguments(parser)
+    options.add_reward_arguments(parser)
+    options.add_prompt_arguments(parser)
+    options.add_sampling_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> None:

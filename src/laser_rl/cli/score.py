@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from laser_rl.cli.generate import add_prompt_arguments, add_reward_arguments, positive_int, settings_for
+from laser_rl.cli.options import add_prompt_arguments, add_reward_arguments, positive_int, settings_for
 from laser_rl.generation import load_tokenizer
 from laser_rl.jsonl import check_responses, read_jsonl
 from laser_rl.models import resolve_model
