@@ -17,6 +17,7 @@ Runs in the vLLM environment (`make vllm`), wall-clock time (vLLM's engine is an
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -63,15 +64,17 @@ def score_errors(model, tokenizer, prompts, groups, reward_token_id) -> tuple[in
         model, tokenizer, [p for p, _ in finished], ids, reward_token_id, tokenizer.eos_token_id
     )
     differences = [abs(s.reward_token_logp - r) for (_, s), r in zip(finished, reference, strict=True)]
+    if not differences:  # none finished within L tokens
+        return 0, math.nan, math.nan
     return len(finished), max(differences), statistics.mean(differences)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="B = 8, L = 16, one repetition")
+    parser.add_argument("--quick", action="store_true", help="B = 8, L = 48, one repetition")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    batches, length, repeats = ([8], 16, 1) if args.quick else ([32, 128], 64, args.repeats)
+    batches, length, repeats = ([8], 48, 1) if args.quick else ([32, 128], 64, args.repeats)
     torch.set_num_threads(os.cpu_count())
     path = str(pull("smollm2-135m-instruct"))
     tokenizer = load_tokenizer(path)

