@@ -73,32 +73,19 @@ class ModelSettings:
 
         Raises `LaserInputError` naming the file and field for invalid JSON or a mistyped value.
         """
-        path = settings_path(model) if model else None
-        if path is None or not path.is_file():
-            return cls()
-        try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise LaserInputError(f"{path}: invalid JSON ({error})") from None
-        if not isinstance(stored, dict):
-            raise LaserInputError(f"{path}: expected a JSON object")
-        values = {}
-        for field in dataclasses.fields(cls):
-            value = stored.get(field.name)
-            if value is not None and not _has_type(value, field.type):
-                raise LaserInputError(f"{path}: field '{field.name}' has the wrong type ({value!r})")
-            values[field.name] = float(value) if "float" in field.type and value is not None else value
-        if "{problem}" not in (values["prompt_template"] or "{problem}"):
-            raise LaserInputError(f"{path}: field 'prompt_template' must contain {{problem}}")
-        return cls(**values)
+        stored = _checked_json(settings_path(model)) if model else {}
+        values = {field.name: stored.get(field.name) for field in dataclasses.fields(cls)}
+        floats = {field.name for field in dataclasses.fields(cls) if "float" in field.type}
+        return cls(**{name: float(value) if name in floats and value is not None else value
+                      for name, value in values.items()})  # fmt: skip
 
     def write(self, model: str | Path) -> Path:
         """Merge these settings into the folder's laser_config.json (written atomically); None fields leave
-        the stored value as it is."""
+        the stored value as it is. A broken file is named, not overwritten."""
         path = settings_path(model)
-        stored = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        ModelSettings.read(model)  # a broken file is named, not overwritten
-        merged = stored | {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        merged = _checked_json(path) | {
+            key: value for key, value in dataclasses.asdict(self).items() if value is not None
+        }
         write_text_atomically(path, json.dumps(merged, indent=2) + "\n")
         return path
 
@@ -120,6 +107,25 @@ class ModelSettings:
 
 def settings_path(model: str | Path) -> Path:
     return Path(model) / LASER_CONFIG
+
+
+def _checked_json(path: Path) -> dict:
+    """A laser_config.json as it is stored ({} when there is none), every field of `ModelSettings` type-checked."""
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise LaserInputError(f"{path}: invalid JSON ({error})") from None
+    if not isinstance(stored, dict):
+        raise LaserInputError(f"{path}: expected a JSON object")
+    for field in dataclasses.fields(ModelSettings):
+        value = stored.get(field.name)
+        if value is not None and not _has_type(value, field.type):
+            raise LaserInputError(f"{path}: field '{field.name}' has the wrong type ({value!r})")
+    if "{problem}" not in (stored.get("prompt_template") or "{problem}"):
+        raise LaserInputError(f"{path}: field 'prompt_template' must contain {{problem}}")
+    return stored
 
 
 def _has_type(value: object, annotation: str) -> bool:

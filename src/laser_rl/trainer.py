@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 import trl
 from accelerate.utils import gather
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -428,15 +429,20 @@ class LaserGRPOTrainer(GRPOTrainer):
         """log pi(z_c) (B,) read during generation for each row of `batch` whose completion is the one sampled
         in that row (compared id by id); NaN for the rest."""
         logps = torch.full(finished.shape, torch.nan, device=finished.device)
-        if self._generation_scores is None:  # nothing was read (vLLM, tools, or not needed)
+        if not self._generation_scores or not self._generation_scores[0]:  # nothing read (vLLM, tools, not needed)
             return logps
         sampled, recorded = self._generation_scores
-        rows = zip(batch["completion_ids"], batch["completion_mask"].bool(), finished, strict=True)
-        for row, (ids, mask, ended) in enumerate(rows):
-            if row < len(sampled) and ids[mask].tolist() == sampled[row]:
-                logps[row] = recorded[row]
-            elif ended:
-                self._missed_lookup("the completions scored during generation")
+        ids = batch["completion_ids"].masked_fill(~batch["completion_mask"].bool(), -1)
+        rows = min(len(sampled), len(ids))
+        sampled_ids = pad_sequence([torch.tensor(row) for row in sampled[:rows]], batch_first=True, padding_value=-1)
+        width = max(ids.size(1), sampled_ids.size(1))  # -1 past each row's end on both sides
+        same = (
+            F.pad(ids[:rows], (0, width - ids.size(1)), value=-1)
+            == F.pad(sampled_ids.to(ids.device), (0, width - sampled_ids.size(1)), value=-1)
+        ).all(dim=1)
+        logps[:rows] = torch.where(same, recorded[:rows].to(logps.device), logps[:rows])
+        if (finished & logps.isnan() & F.pad(~same, (0, len(logps) - rows), value=True)).any():
+            self._missed_lookup("the completions scored during generation")
         return logps
 
     @torch.no_grad()
