@@ -341,9 +341,9 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
     """A `vllm.LLM` for model `path`, on the GPU when one is visible, else on vLLM's CPU build.
 
     On the CPU the default dtype is float32: vLLM's CPU build otherwise runs in bfloat16, where
-    log pi(z_c) moves by up to 0.46 nats on SmolLM2 (benchmarks/vllm_generation.py, docs/vllm.md). Prefix caching is on: the
-    scoring request re-reads prompt + solution from the cache. Raises `LaserInputError` when vLLM is not
-    installed or cannot load the model.
+    log pi(z_c) moves by up to 0.46 nats on SmolLM2 (benchmarks/vllm_generation.py, docs/vllm.md). Prefix
+    caching is on: the scoring request re-reads prompt + solution from the cache. Raises `LaserInputError`
+    when vLLM is not installed or cannot load the model.
     """
     if importlib.util.find_spec("vllm") is None:
         raise LaserInputError("vLLM is not installed; `make vllm` builds .venv-vllm with it", "backend")
