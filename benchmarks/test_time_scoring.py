@@ -9,8 +9,10 @@ Same model, prompts, seed and forced solution length L (see `common.ForcedLength
 - judge: generate-then-verify, the prompt + solution + a question asking whether it is correct, and
   JUDGE_TOKENS generated tokens.
 The in-pass column is a ratio to generation (goal <= 1.02), next to the ratio its design predicts
-(see `common.predicted_in_pass_ratio`); the others are the extra cost per solution as a fraction of
-generating it.
+(see `common.predicted_in_pass_ratio`) and to "generate again / generate", the same generation timed
+twice in each repetition: the noise floor of the ratios on this machine (an A/A control). The model's
+forwards are counted once per variant (in-pass: L + 1, generate: L). The other columns are the extra
+cost per solution as a fraction of generating it.
 
     python -m benchmarks.test_time_scoring [--quick] [--models tiny mid smollm2]
 """
@@ -45,7 +47,8 @@ from laser_rl.scoring import score_solutions
 JUDGE_PROMPT = "\nIs the solution above correct? Answer yes or no.\nAnswer:"
 JUDGE_TOKENS = 8
 HEADERS = [
-    "model", "L", "B", "generate (ms)", "in-pass / generate", "predicted", "laser score", "authors", "judge",
+    "model", "L", "B", "generate (ms)", "in-pass / generate", "predicted", "generate again / generate",
+    "laser score", "authors", "judge",
 ]  # fmt: skip
 
 
@@ -54,6 +57,22 @@ def left_padded(bench: Bench, sequences: list[list[int]]) -> dict[str, torch.Ten
     batch = bench.tokenizer.pad({"input_ids": sequences}, padding_side="left", return_tensors="pt")
     batch["position_ids"] = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     return batch
+
+
+def forwards(model: torch.nn.Module, run) -> int:
+    """How many forwards of `model` run() makes."""
+    count = 0
+
+    def hook(*args) -> None:
+        nonlocal count
+        count += 1
+
+    handle = model.register_forward_hook(hook)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return count
 
 
 @torch.no_grad()
@@ -125,9 +144,12 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
         "in-pass vs after, max |diff|": (in_pass_logps - after_logps).abs().max().item(),
         "authors vs after, max |diff|": (authors_rescoring(bench, sequences) - after_logps).abs().max().item(),
         "judge tokens": judge(bench, judge_texts).shape[1],
+        "forwards in-pass": forwards(model, in_pass),
+        "generate": forwards(model, generate),
     }
     variants = {
         "generate": generate,
+        "generate again": generate,
         "in-pass": in_pass,
         "laser score": lambda: score_solutions(
             model, tokenizer, texts, sampled_ids, bench.reward_token_id, bench.eos_id, batch_size
@@ -139,7 +161,8 @@ def measure(bench: Bench, length: int, batch_size: int, repeats: int) -> tuple[l
     step = statistics.median(times["generate"]) / length
     predicted = predicted_in_pass_ratio(length, step, per_step_overhead(bench, batch_size))
     row = [bench.name, length, batch_size, median_ms(times, "generate"), ratio(times, "in-pass", "generate")]
-    row += [f"{predicted:.3f}"] + [ratio(times, name, "generate") for name in ("laser score", "authors", "judge")]
+    row += [f"{predicted:.3f}"]
+    row += [ratio(times, name, "generate") for name in ("generate again", "laser score", "authors", "judge")]
     return row, checks
 
 
