@@ -32,6 +32,18 @@ ALPHA = 0.5
 OFF_STEP = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, steps_per_generation=4, num_iterations=2)
 
 
+def class_weights_by_hand(completions: list[list[int]], rewards: list[float], eos_token_ids) -> dict[tuple, float]:
+    """The MSE weight of each completion of one generation batch, counted by hand: finished ones (an EOS among
+    their ids) of a class of n_k weigh n / (2 n_k), then / n (the trainer's pre-division); truncated ones 0."""
+    finished = [any(token in eos_token_ids for token in ids) for ids in completions]
+    n = sum(finished)
+    counts = {label: sum(f and r == label for f, r in zip(finished, rewards, strict=True)) for label in (0.0, 1.0)}
+    return {
+        tuple(ids): (n / (2 * counts[r]) / n if done else 0.0)
+        for ids, r, done in zip(completions, rewards, finished, strict=True)
+    }
+
+
 def saved_model(model, tokenizer, path) -> str:
     """TRL builds its reference model (beta > 0) from the policy's folder."""
     model.save_pretrained(path)
@@ -136,9 +148,21 @@ def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_
     grpo = GRPOTrainer(
         path, even_length_reward, GRPOConfig(**fields), dataset(), processing_class=tokenizer, peft_config=peft_config
     )
-    checked = []
+    checked, oracle_weights = [], {}
 
     class Checked(LaserGRPOTrainer):
+        def _generate_and_score_completions(self, inputs):
+            batch = super()._generate_and_score_completions(inputs)
+            completions = [
+                ids[mask.bool()].tolist()
+                for ids, mask in zip(batch["completion_ids"], batch["completion_mask"], strict=True)
+            ]
+            oracle_weights.clear()  # each generation batch weighs its own classes
+            oracle_weights.update(
+                class_weights_by_hand(completions, batch["verifier_rewards"].tolist(), self.eos_token_ids)
+            )
+            return batch
+
         def _compute_loss(self, model, inputs):
             assert "old_per_token_logps" in inputs and "ref_per_token_logps" in inputs
             loss = super()._compute_loss(model, inputs)
@@ -153,7 +177,8 @@ def test_loss_and_gradients_in_real_training_with_accumulation_iterations_and_a_
                 grpo.model, inputs, self.reward_token_id, self.eos_token_ids, tokenizer.pad_token_id, grad=True
             )
             scores = self_reward_scores(logps, C_REF, BETA_V)
-            weights = inputs["self_reward_weights"] * finished
+            rows = zip(inputs["completion_ids"], inputs["completion_mask"], strict=True)
+            weights = torch.tensor([oracle_weights[tuple(ids[mask.bool()].tolist())] for ids, mask in rows])
             mse = (weights * (scores - inputs["verifier_rewards"]) ** 2).sum()
             # the micro-batches of an optimizer step add up: steps_per_generation of them make a generation batch
             scale = OFF_STEP["steps_per_generation"] / OFF_STEP["gradient_accumulation_steps"]
