@@ -10,6 +10,7 @@ from laser_rl.core import (
     place_reward_token,
     reward_token_logps,
     reward_token_positions,
+    score_level,
     self_reward_mse,
     self_reward_scores,
     self_rewarding_advantages,
@@ -114,6 +115,18 @@ def test_mse_level_weight_splits_the_error_into_difference_and_level():
     shifted = self_reward_mse(scores + 0.4, rewards, weights, 3, level_weight=0.0)
     assert shifted.item() == pytest.approx(difference)
     assert self_reward_mse(scores, rewards, torch.zeros(4), 3, level_weight=0.0).item() == 0.0
+
+
+def test_score_level_is_the_weighted_mean_error_and_0_5_for_both_classes_is_level_0():
+    scores = torch.tensor([0.8, 0.3, 0.0, 0.5])
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    assert score_level(scores, rewards, torch.tensor([1.0, 1.0, 0.0, 2.0])).item() == pytest.approx(-0.225)
+    # class-balanced weights: a constant 0.5 is level 0 whatever the share of right solutions
+    rewards = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    weights = class_balance_weights(rewards, torch.ones(4, dtype=torch.bool))
+    assert score_level(torch.full((4,), 0.5), rewards, weights).item() == pytest.approx(0.0)
+    assert score_level(torch.full((4,), 0.7), rewards, weights).item() == pytest.approx(0.2)
+    assert score_level(scores, rewards, torch.zeros(4)).item() == 0.0
 
 
 def test_self_rewarding_advantages_by_hand():

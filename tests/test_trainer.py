@@ -257,6 +257,35 @@ def test_c_ref_auto_of_a_resumed_run_is_the_one_its_checkpoint_measured(short_an
     assert resumed.state.global_step == 3 and resumed.c_ref == trainer.c_ref
 
 
+def test_a_fitted_level_is_held_by_c_ref_which_the_checkpoint_and_a_resume_carry(
+    short_answer_model, tokenizer, tmp_path
+):
+    resumed_model = copy.deepcopy(short_answer_model)
+    schedule = dict(self_reward_level_fit=1.0, save_strategy="steps", save_steps=2)
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, max_steps=2, **schedule)
+    trainer.train()
+    logs = trainer.state.log_history
+    both_classes = [log for log in logs if "laser/score_wrong_mean" in log and "laser/score_correct_mean" in log]
+    assert both_classes
+    for log in both_classes:  # fitted afresh: the two classes' mean scores straddle the targets' middle, 0.5
+        assert (log["laser/score_correct_mean"] + log["laser/score_wrong_mean"]) / 2 == pytest.approx(0.5, abs=1e-5)
+    assert trainer.c_ref != C_REF
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    assert json.loads((checkpoint / "laser_config.json").read_text())["c_ref"] == pytest.approx(trainer.c_ref)
+    resumed = laser_trainer(resumed_model, tokenizer, tmp_path, max_steps=2, **schedule)
+    resumed.train(resume_from_checkpoint=True)  # nothing left to train: the c_ref it resumed with stays
+    assert resumed.c_ref == pytest.approx(trainer.c_ref)
+
+
+def test_a_batch_of_one_class_leaves_the_fitted_level_alone(short_answer_model, tokenizer, tmp_path):
+    trainer = laser_trainer(short_answer_model, tokenizer, tmp_path, self_reward_level_fit=0.5)
+    scores, weights = torch.tensor([0.9, 0.2, 0.6, 0.1]), torch.full((4,), 0.25)
+    assert trainer._fit_level(scores, torch.ones(4), weights) == 0.0 and trainer.c_ref == C_REF
+    # both classes: level (-0.1 + 0.2 - 0.4 + 0.1) / 4 = -0.05, half of it absorbed by c_ref
+    shift = trainer._fit_level(scores, torch.tensor([1.0, 0.0, 1.0, 0.0]), weights)
+    assert shift == pytest.approx(-0.025) and trainer.c_ref == pytest.approx(C_REF - 0.025 / BETA_V)
+
+
 def test_phases_follow_the_global_step_across_a_resume(short_answer_model, tokenizer, tmp_path):
     resumed_model = copy.deepcopy(short_answer_model)
     schedule = dict(reasoning_warmup_steps=1, self_reward_warmup_steps=2, max_steps=4, save_strategy="steps")
@@ -292,6 +321,10 @@ def test_reward_token_must_be_one_unused_token(short_answer_model, tokenizer, tm
         laser_trainer(short_answer_model, tokenizer, tmp_path, reward_token=str(tokenizer.eos_token_id))
     with pytest.raises(ValueError, match="c_ref"):
         LaserConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, c_ref=1.0)
+    with pytest.raises(ValueError, match="self_reward_level_fit must be in"):
+        LaserConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, self_reward_level_fit=1.5)
+    with pytest.raises(ValueError, match="c_ref 'exact' has none"):
+        LaserConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, self_reward_level_fit=1.0, c_ref="exact")
 
 
 def test_the_constructor_takes_grpo_trainers_arguments_in_its_order_with_its_defaults():

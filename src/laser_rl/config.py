@@ -48,6 +48,13 @@ class LaserConfig(GRPOConfig):
             against its difference part (see `core.self_reward_mse`; the two add up to the MSE). 1 is the
             paper. On a small model the level's gradient drowns the difference's and the score learns
             only the level (SmolLM2-135M); 0.01 lets the difference through (benchmarks/score_learning.py).
+        self_reward_level_fit (`float`): 0 is the paper: c_ref stays the constant it was given or measured. Above 0,
+            the scores' level is held by c_ref instead of by the model: on each training micro-batch that has right
+            and wrong finished solutions, before the MSE is taken, c_ref moves by this share of the level error (the
+            class-balanced mean of r_s - r_v, `core.score_level`), so the model's gradient learns only the
+            difference between the scores; 1 fits the level afresh on every batch. For a model whose score level
+            swings with the policy while its ranking learns (SmolLM2-135M, docs/real-model.md). The fitted c_ref is
+            logged as `laser/c_ref` and saved with the model. Not with `c_ref="exact"`.
         reward_token_lr_scale (`float`): learning-rate multiplier of z_c's row of the LM head, the linear
             read-out of the last hidden state that the score is (see `laser_rl.optim`). z_c is never an input,
             so the row changes nothing but the score. 1 is the paper; on a small model whose score learns the
@@ -118,6 +125,14 @@ class LaserConfig(GRPOConfig):
         metadata={
             "help": "Weight of the MSE's level part (the error every score shares) against its difference part: "
             "1 the paper, 0.01 for a small model whose score learns only the level."
+        },
+    )
+    self_reward_level_fit: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the scores' class-balanced level error that c_ref absorbs on each training batch with "
+            "right and wrong solutions (0: the paper, c_ref constant; 1: the level refitted every batch, the model "
+            "learns only the difference). Not with c_ref 'exact'."
         },
     )
     reward_token_lr_scale: float = field(
@@ -191,6 +206,10 @@ class LaserConfig(GRPOConfig):
             raise ValueError(f"reward_token_lr_scale must be > 0, got {self.reward_token_lr_scale}")
         if not 0 <= self.self_reward_initial_score < 1:
             raise ValueError(f"self_reward_initial_score must be in [0, 1), got {self.self_reward_initial_score}")
+        if not 0 <= self.self_reward_level_fit <= 1:
+            raise ValueError(f"self_reward_level_fit must be in [0, 1], got {self.self_reward_level_fit}")
+        if self.self_reward_level_fit > 0 and self.c_ref == "exact":
+            raise ValueError("self_reward_level_fit needs a constant c_ref to fit; c_ref 'exact' has none")
         if not 0 <= self.self_reward_body_grad_scale <= 1:
             raise ValueError(f"self_reward_body_grad_scale must be in [0, 1], got {self.self_reward_body_grad_scale}")
         if self.prompt_template is not None and "{problem}" not in self.prompt_template:

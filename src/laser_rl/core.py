@@ -132,6 +132,25 @@ def class_balance_weights(verifier_rewards: torch.Tensor, finished: torch.Tensor
     return correct * w_correct + wrong * w_wrong
 
 
+def score_level(scores: torch.Tensor, verifier_rewards: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The scores' level error s_bar - r_bar: the w-weighted mean of r_s - r_v, the error every score shares.
+
+    With class-balanced weights it is the mean of the two classes' mean errors, so a constant score of 0.5
+    has level 0 whatever the batch's accuracy. 0 where every weight is 0.
+
+    Args:
+        scores: (B,) r_s.
+        verifier_rewards: (B,) r_v.
+        weights: (B,) w_i, 0 for truncated completions (see `class_balance_weights`).
+
+    Returns:
+        () the weighted mean error.
+    """
+    weights = weights.to(scores.dtype)
+    errors = scores - verifier_rewards.to(scores.dtype)
+    return (weights * errors).sum() / weights.sum().clamp(min=1e-12)
+
+
 def self_reward_mse(
     scores: torch.Tensor,
     verifier_rewards: torch.Tensor,
@@ -164,7 +183,7 @@ def self_reward_mse(
     total = weights.sum()
     if level_weight == 1.0 or total <= 0:
         return (weights * errors**2).sum() / max(float(num_finished), 1.0)
-    level = (weights * errors).sum() / total  # s_bar - r_bar
+    level = score_level(scores, verifier_rewards, weights)
     difference = (weights * (errors - level) ** 2).sum()
     return (difference + level_weight * total * level**2) / max(float(num_finished), 1.0)
 

@@ -41,6 +41,7 @@ from laser_rl.core import (
     laser_phase,
     place_reward_token,
     reward_token_positions,
+    score_level,
     self_reward_mse,
     self_reward_scores,
     self_rewarding_advantages,
@@ -509,10 +510,29 @@ class LaserGRPOTrainer(GRPOTrainer):
             scale = self.accelerator.num_processes
             if mode == "train":
                 scale *= args.steps_per_generation / self.current_gradient_accumulation_steps
+            if mode == "train" and args.self_reward_level_fit > 0:
+                scores = scores - self._fit_level(scores.detach(), verifier_rewards, weights)
             mse = self_reward_mse(scores, verifier_rewards, weights, 1, args.self_reward_level_weight)
             loss = loss + args.self_reward_loss_coef * scale * mse
         self._log_self_verification(mode, scores.detach(), inputs)
         return loss
+
+    def _fit_level(self, scores: torch.Tensor, verifier_rewards: torch.Tensor, weights: torch.Tensor) -> float:
+        """`self_reward_level_fit`: move c_ref by that share of this micro-batch's level error (over every
+        process) and return the shift of the scores, r_s -> r_s - shift. A micro-batch with one class only
+        leaves it: its balanced level would pull every score to that class's target.
+
+        Args:
+            scores: (B,) r_s, detached; verifier_rewards: (B,) r_v; weights: (B,) the MSE's weights.
+        """
+        scores, verifier_rewards, weights = gather(scores), gather(verifier_rewards), gather(weights)
+        correct = verifier_rewards[weights > 0] > 0.5
+        if self.c_ref is None or correct.all() or not correct.any():
+            return 0.0
+        args: LaserConfig = self.args
+        shift = args.self_reward_level_fit * score_level(scores, verifier_rewards, weights).item()
+        self.c_ref += shift / args.self_reward_beta  # r_s = beta_v (log pi(z_c) - c_ref) + initial score
+        return shift
 
     def _log_self_verification(self, mode: str, scores: torch.Tensor, inputs: dict) -> None:
         """Self-verification metrics into TRL's logs, over the whole generation batch of every process: the
@@ -565,8 +585,10 @@ class LaserGRPOTrainer(GRPOTrainer):
             resume_from_checkpoint = last_complete_checkpoint(self.args.output_dir)
             if resume_from_checkpoint is None:
                 raise ValueError(f"resume_from_checkpoint: no complete checkpoint in {self.args.output_dir}")
-        if resume_from_checkpoint and not self.exact_mode and not isinstance(self.args.c_ref, float):
-            # c_ref: auto was measured at the start of the run; a resumed run takes it from its checkpoint.
+        fitted = self.args.self_reward_level_fit > 0
+        if resume_from_checkpoint and not self.exact_mode and (fitted or not isinstance(self.args.c_ref, float)):
+            # c_ref: auto was measured at the start of the run, and a fitted level moves it as the run goes;
+            # a resumed run takes it from its checkpoint.
             stored = ModelSettings.read(resume_from_checkpoint)
             if stored.c_ref is not None:
                 self.c_ref = stored.reference_c_ref
