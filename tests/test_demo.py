@@ -34,6 +34,9 @@ def test_quick_demo_writes_a_report_with_numbers_in_range(demo_dir):
         assert sum(kind["count"] for kind in result["by_error_kind"].values()) >= wrong
     markdown = (demo_dir / "report.md").read_text()
     assert "| laser |" in markdown and "self-reward weighted" in markdown and "kind of mistake" in markdown
+    assert (
+        "Trained 40 steps of 8 x 8 solutions at lr 3e-05, warm-ups 5 + 15; LaSeR: alpha 0.5, beta_v 0.1," in markdown
+    )
     assert [target["met"] for target in report["targets"]].count(True) == int(markdown.split(" of 7 met.")[0][-1])
     for name in ("start", "grpo", "laser"):
         assert (demo_dir / "eval" / name / "scaling.png").stat().st_size > 1000

@@ -1,4 +1,5 @@
-"""`laser demo --seed S ...`: one demo per seed, then the spread of the headline numbers."""
+"""`laser demo --seed S ... --set FIELD=VALUE ...`: one demo per seed, then the spread of the headline numbers;
+a preset's numbers changed to measure a lever."""
 
 import json
 
@@ -65,4 +66,47 @@ def test_a_seed_given_twice_is_refused(tmp_path, capsys):
         main(["demo", "--quick", "--out", str(tmp_path), "--seed", "1", "1"])
     assert exit_info.value.code == 2
     assert "--seed: a seed is given twice" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_set_changes_the_presets_numbers_for_every_seed(tmp_path, monkeypatch):
+    from laser_rl.demo.pipeline import QUICK
+
+    seen = []
+    monkeypatch.setattr(
+        laser_rl.demo.pipeline, "run_demo", lambda out, settings: seen.append(settings) or fake_summary(0.5, 0.7)
+    )
+    main(
+        [
+            "demo",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--seed",
+            "0",
+            "1",
+            "--set",
+            "rl_steps=3",
+            "self_reward_level_fit=1",
+        ]
+    )
+    assert [(s.seed, s.rl_steps, s.self_reward_level_fit) for s in seen] == [(0, 3, 1.0), (1, 3, 1.0)]
+    assert all(s.learning_rate == QUICK.learning_rate for s in seen)  # the rest is the preset's
+
+
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("rl_step=3", "--set rl_step=3: expected FIELD=VALUE with FIELD one of rl_steps,"),
+        ("seed=3", "--set seed=3: expected FIELD=VALUE"),  # --seed sets it
+        ("rl_steps", "--set rl_steps: expected FIELD=VALUE"),
+        ("rl_steps=2.5", "--set rl_steps=2.5: rl_steps takes an int, got '2.5'"),
+        ("learning_rate=fast", "--set learning_rate=fast: learning_rate takes a float, got 'fast'"),
+    ],
+)
+def test_a_bad_set_is_one_line_before_anything_runs(tmp_path, capsys, assignment, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--quick", "--out", str(tmp_path), "--set", assignment])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())

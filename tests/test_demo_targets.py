@@ -53,3 +53,16 @@ def test_a_run_with_the_papers_shape_meets_every_target():
 def test_each_target_is_measured_on_its_own(laser, grpo_auroc, missed):
     models = {"start": result(0.3), "grpo": result(0.8, f1=0.0, auroc=grpo_auroc), "laser": laser}
     assert met(demo_targets(models)) == [i not in missed for i in range(7)]
+
+
+def test_solutions_seen_weighs_each_logged_reward_by_the_steps_it_covers():
+    from laser_rl.demo.report import solutions_seen
+
+    log_history = [
+        {"step": 0, "probe/auroc": 0.6},  # no reward: not a training step's entry
+        {"step": 2, "reward": 0.75},  # steps 1-2: 64 solutions, 16 wrong
+        {"step": 3, "reward": 1.0},  # step 3: 32 solutions, none wrong
+        {"step": 5, "reward": 0.5},  # steps 4-5: 64 solutions, 32 wrong
+        {"step": 5, "train_loss": 0.1},
+    ]
+    assert solutions_seen(log_history, 32) == {"solutions": 160, "wrong": 48}

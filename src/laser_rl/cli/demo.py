@@ -1,7 +1,9 @@
-"""`laser demo --out DIR [--model M] [--quick] [--seed S ...]`: LaSeR end to end on the embedded task, on a CPU.
+"""`laser demo --out DIR [--model M] [--quick] [--seed S ...] [--set FIELD=VALUE ...]`: LaSeR end to end on the
+embedded task, on a CPU.
 
 The start model is a tiny Qwen2 built on the spot (`--model tiny`, the default) or SmolLM2-135M-Instruct
-from its PyPI wheel (`--model smollm2-135m-instruct`), fine-tuned on the task's format first.
+from its PyPI wheel (`--model smollm2-135m-instruct`), fine-tuned on the task's format first. `--set` changes
+one of the preset's numbers (`laser_rl.demo.pipeline.DemoSettings`), to measure a lever against the preset.
 """
 
 from __future__ import annotations
@@ -32,12 +34,19 @@ def add_parser(subparsers) -> None:
         default=[0],
         help="(0) several seeds run one after the other into DIR/seed-S, then DIR/spread.md gives mean ± std",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change a number of the preset, e.g. reward_token_lr_scale=100 (laser_rl.demo.pipeline.DemoSettings)",
+    )
 
 
 def run(args: argparse.Namespace) -> None:
     import time
 
-    from laser_rl.demo.pipeline import PRESETS, run_demo
+    from laser_rl.demo.pipeline import PRESETS, override_settings, run_demo
     from laser_rl.demo.report import targets_met, write_spread_report
 
     if len(set(args.seed)) < len(args.seed):
@@ -47,7 +56,8 @@ def run(args: argparse.Namespace) -> None:
         begin = time.time()
         out = args.out if len(args.seed) == 1 else args.out / f"seed-{seed}"
         full, quick = PRESETS[args.model]
-        summary = summaries[seed] = run_demo(out, replace(quick if args.quick else full, seed=seed))
+        settings = override_settings(quick if args.quick else full, args.set)
+        summary = summaries[seed] = run_demo(out, replace(settings, seed=seed))
         laser, grpo = summary["models"]["laser"], summary["models"]["grpo"]
         print(
             f"laser demo: done in {time.time() - begin:.0f} s; accuracy start/GRPO/LaSeR "

@@ -23,7 +23,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -37,7 +37,7 @@ from laser_rl.config import LaserConfig
 from laser_rl.demo.errors import score_by_error_kind
 from laser_rl.demo.judge import length_format_judge
 from laser_rl.demo.progress import TrainingProgress
-from laser_rl.demo.report import MODELS, demo_targets, environment, write_demo_report
+from laser_rl.demo.report import MODELS, demo_targets, environment, solutions_seen, write_demo_report
 from laser_rl.demo.task import Problem, exact_match_reward, max_solution_length, sample_problems, to_dataset, verify
 from laser_rl.demo.warmstart import DEFAULT as DEFAULT_WARM_START
 from laser_rl.demo.warmstart import QUICK as QUICK_WARM_START
@@ -91,6 +91,7 @@ class DemoSettings:
     reward_token_lr_scale: float = 1.0
     self_reward_body_grad_scale: float = 1.0
     self_reward_level_weight: float = 1.0
+    self_reward_level_fit: float = 0.0
     # The score every solution starts at: c_ref is the start model's mean log pi(z_c) minus this / beta_v
     # (0: the paper; 0.5: the class-balanced MSE's best constant, so that no step is spent on the level).
     initial_score: float = 0.0
@@ -191,6 +192,29 @@ PROBE_SAMPLES = 4
 PROBE_SEED_OFFSET = 5
 
 
+def override_settings(settings: DemoSettings, assignments: Sequence[str]) -> DemoSettings:
+    """`settings` with the numbers of `--set FIELD=VALUE ...` changed (not the seed, which `--seed` sets).
+
+    Raises `LaserInputError` naming the assignment that is malformed, unknown or of the wrong type.
+    """
+    from laser_rl.errors import LaserInputError
+
+    numbers = {f.name: f.type for f in fields(DemoSettings) if f.type in ("int", "float") and f.name != "seed"}
+    changes = {}
+    for assignment in assignments:
+        name, equals, value = assignment.partition("=")
+        if not equals or name not in numbers:
+            raise LaserInputError(f"--set {assignment}: expected FIELD=VALUE with FIELD one of {', '.join(numbers)}")
+        try:
+            changes[name] = int(value) if numbers[name] == "int" else float(value)
+        except ValueError:
+            article = "an" if numbers[name] == "int" else "a"
+            raise LaserInputError(
+                f"--set {assignment}: {name} takes {article} {numbers[name]}, got {value!r}"
+            ) from None
+    return replace(settings, **changes)
+
+
 def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] = print) -> dict:
     """Run (or resume) every stage; returns the report's numbers."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -248,11 +272,11 @@ def run_demo(out_dir: Path, settings: DemoSettings, log: Callable[[str], None] =
         log(f"[4/5] eval {name}: accuracy {accuracy:.3f}, self-verification F1 {format_number(f1)}")
 
     summary = {"settings": asdict(settings), "environment": environment(), "c_ref": c_ref, "models": results}
+    histories = {name: json.loads((out_dir / name / "log_history.json").read_text()) for name in ("laser", "grpo")}
+    batch_size = settings.prompts_per_step * settings.num_generations
+    summary["solutions_seen"] = {name: solutions_seen(history, batch_size) for name, history in histories.items()}
     if settings.probe_problems:
-        summary["probe"] = {
-            name: probe_history(json.loads((out_dir / name / "log_history.json").read_text()))
-            for name in ("laser", "grpo")
-        }
+        summary["probe"] = {name: probe_history(history) for name, history in histories.items()}
     summary["targets"] = demo_targets(results)
     write_demo_report(out_dir, summary)
     log(f"[5/5] report: {out_dir / 'report.md'}")
@@ -323,6 +347,7 @@ def _train(name: str, start_dir: Path, model_dir: Path, settings: DemoSettings, 
             self_reward_warmup_steps=settings.self_reward_warmup_steps,
             reward_token_lr_scale=settings.reward_token_lr_scale,
             self_reward_level_weight=settings.self_reward_level_weight,
+            self_reward_level_fit=settings.self_reward_level_fit,
             self_reward_body_grad_scale=settings.self_reward_body_grad_scale,
             probe_file=str(probe) if probe else None,
             probe_steps=settings.probe_steps,
@@ -348,7 +373,11 @@ def _finish(name: str, checkpoint: Path, model_dir: Path, settings: DemoSettings
     `model_dir`."""
     AutoModelForCausalLM.from_pretrained(checkpoint).save_pretrained(model_dir)
     AutoTokenizer.from_pretrained(checkpoint).save_pretrained(model_dir)
-    _carried_settings(c_ref, settings).write(model_dir)
+    carried = _carried_settings(c_ref, settings)
+    trained = ModelSettings.read(checkpoint)  # LaSeR's trainer saves the c_ref it ends with (a fitted level moves it)
+    if trained.c_ref is not None:
+        carried = replace(carried, c_ref=trained.c_ref)
+    carried.write(model_dir)
     log_history = json.loads((checkpoint / TRAINER_STATE_NAME).read_text())["log_history"]
     (model_dir / "log_history.json").write_text(json.dumps(log_history, indent=1))
 
@@ -421,7 +450,7 @@ def _evaluate(model_dir: Path, path: Path, problems, settings: DemoSettings, c_r
     if path.is_file():
         return [json.loads(line) for line in path.read_text().splitlines()]
     records = sample_graded(model_dir, problems, settings.eval_samples, settings.seed + 4, c_ref["reward_token"],
-                            scoring_c_ref(c_ref, settings), settings.self_reward_beta)  # fmt: skip
+                            ModelSettings.read(model_dir).c_ref, settings.self_reward_beta)  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(path, records)
     return records

@@ -6,6 +6,7 @@ import importlib.metadata
 import json
 import platform
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -14,6 +15,39 @@ from laser_rl.jsonl import write_atomically, write_text_atomically
 from laser_rl.report import format_number, markdown_table
 
 MODELS = ("start", "grpo", "laser")
+DISPLAY_NAMES = {"start": "start (SFT)", "grpo": "GRPO", "laser": "LaSeR"}
+
+
+def solutions_seen(log_history: Sequence[dict], batch_size: int) -> dict[str, int]:
+    """The solutions a model trained on, and about how many were wrong: each logged mean `reward` (the
+    verifier's, in [0, 1]) times the solutions of the steps its log entry covers."""
+    total, wrong, previous = 0, 0.0, 0
+    for entry in log_history:
+        if "reward" in entry:
+            solutions = (entry["step"] - previous) * batch_size
+            total, wrong, previous = total + solutions, wrong + (1 - entry["reward"]) * solutions, entry["step"]
+    return {"solutions": total, "wrong": round(wrong)}
+
+
+def _training_line(settings: dict, seen: dict) -> str:
+    """The budget and the LaSeR settings both models trained with (`laser demo --set` changes them), and the
+    solutions each trained on."""
+    levers = {
+        "alpha": "self_reward_loss_coef", "beta_v": "self_reward_beta", "initial score": "initial_score",
+        "level weight": "self_reward_level_weight", "level fit": "self_reward_level_fit",
+        "z_c row lr scale": "reward_token_lr_scale", "body grad scale": "self_reward_body_grad_scale",
+    }  # fmt: skip
+    return (
+        f"Trained {settings['rl_steps']} steps of {settings['prompts_per_step']} x {settings['num_generations']} "
+        f"solutions at lr {settings['learning_rate']:g}, warm-ups {settings['reasoning_warmup_steps']} + "
+        f"{settings['self_reward_warmup_steps']}; LaSeR: "
+        + ", ".join(f"{label} {settings[key]:g}" for label, key in levers.items() if key in settings)
+        + "."
+        + "".join(
+            f" {DISPLAY_NAMES[name]} trained on {counts['solutions']:,} solutions, about {counts['wrong']:,} wrong."
+            for name, counts in seen.items()
+        )
+    )
 
 
 def write_demo_report(out_dir: Path, summary: dict) -> None:
@@ -25,6 +59,8 @@ def write_demo_report(out_dir: Path, summary: dict) -> None:
         "",
         f"c_ref = {summary['c_ref']['mean']:.2f} +- {summary['c_ref']['std']:.2f} "
         f"(start model, {summary['c_ref']['n']} solutions)",
+        "",
+        _training_line(summary["settings"], summary.get("solutions_seen", {})),
         "",
         "Run with " + ", ".join(f"{name} {version}" for name, version in summary["environment"].items()) + ".",
         "The same seed gives the same numbers with the same software on the same CPU model; other floating-point",
@@ -226,16 +262,17 @@ def _cpu_model() -> str:
 def readme_tables(summary: dict) -> str:
     """The README's two tables of a demo run: reasoning and self-verification, then voting at the two
     largest N (`tests/test_readme.py` checks that the README shows them as this renders them)."""
-    names = {"start": "start (SFT)", "grpo": "GRPO", "laser": "LaSeR"}
     rows, votes = [], []
     for name in MODELS:
         result = summary["models"][name]
         verification = result["self_verification"]["all"]
         cells = [result["accuracy"], verification["f1"], verification["auroc"], verification["acc_correct"]]
         cells += [verification["acc_wrong"], verification["ece"], result["trivial_judge"]["auroc"]]
-        rows.append([names[name], *map(format_number, cells)])
+        rows.append([DISPLAY_NAMES[name], *map(format_number, cells)])
         numbers = headline_numbers(result)
-        votes.append([names[name], *(format_number(numbers[k]) for k in numbers if k.startswith(("major", "weight")))])
+        votes.append(
+            [DISPLAY_NAMES[name], *(format_number(numbers[k]) for k in numbers if k.startswith(("major", "weight")))]
+        )
     header = ["model", "accuracy", "self-verif. F1", "AUROC", "acc. on correct", "acc. on wrong", "ECE"]
     n = summary["models"]["laser"]["scaling"]["n"][-2:]
     voting = ["model", f"majority@{n[0]}", f"weighted@{n[0]}", f"majority@{n[1]}", f"weighted@{n[1]}"]
