@@ -52,15 +52,19 @@ class LaserConfig(GRPOConfig):
             the scores' level is held by c_ref instead of by the model: on each training micro-batch that has right
             and wrong finished solutions, before the MSE is taken, c_ref moves by this share of the level error (the
             class-balanced mean of r_s - r_v, `core.score_level`), so the model's gradient learns only the
-            difference between the scores; 1 fits the level afresh on every batch. For a model whose score level
-            swings with the policy while its ranking learns (SmolLM2-135M, docs/real-model.md). The fitted c_ref is
-            logged as `laser/c_ref` and saved with the model. Not with `c_ref="exact"`.
+            difference between the scores; 1 fits the level afresh on every batch. The fitted c_ref is logged as
+            `laser/c_ref` and saved with the model. Measured on SmolLM2-135M (docs/real-model.md, section 6): it
+            holds each batch's level, but with nothing pulling the model's own level it drifts (c_ref moved 11
+            nats in 50 steps), and the last update's drift is what the saved c_ref misses; a lower
+            `reward_token_lr_scale` did better there. Try it where the level, not the ranking, is what fails. Not
+            with `c_ref="exact"`.
         reward_token_lr_scale (`float`): learning-rate multiplier of z_c's row of the LM head, the linear
             read-out of the last hidden state that the score is (see `laser_rl.optim`). z_c is never an input,
             so the row changes nothing but the score. 1 is the paper; on a small model whose score learns the
-            level and not the difference (SmolLM2-135M, docs/real-model.md), 100 lets the read-out turn to where
-            the body already encodes correctness. Needs the LM head trained and unsharded (not with PEFT,
-            DeepSpeed or FSDP).
+            level and not the difference (SmolLM2-135M, docs/real-model.md), 1000 lets the read-out turn to where
+            the body already encodes correctness within 50 steps, at the price of a level that swings from step to
+            step; 100 steadies the level but its ranking learned on one seed of three. Needs the LM head trained
+            and unsharded (not with PEFT, DeepSpeed or FSDP).
         self_reward_body_grad_scale (`float`): the share of the self-reward loss's gradient that reaches the
             model's body (every weight but z_c's LM-head row, through the hidden state at the EOS). 1 is the
             paper. On a small model the loss's first steps move every score together and swamp the policy
@@ -138,7 +142,7 @@ class LaserConfig(GRPOConfig):
     reward_token_lr_scale: float = field(
         default=1.0,
         metadata={
-            "help": "Learning-rate multiplier of z_c's LM-head row, the score's read-out (1: the paper; 100 for a "
+            "help": "Learning-rate multiplier of z_c's LM-head row, the score's read-out (1: the paper; 1000 for a "
             "small model whose score learns only the level). Not with PEFT, DeepSpeed or FSDP."
         },
     )
